@@ -1,0 +1,206 @@
+"""Load an ``.onnx`` file: confine external data, check it, infer shapes, read its IO."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..data import guess_layout
+from ..errors import BadInput
+from ..model import IOContract, Model, TensorSpec
+
+# Largest model kept in one protobuf file (the format's limit is 2 GiB).
+INLINE_LIMIT = 1_800_000_000
+
+
+def load(source: Any, *, input_shapes: dict[str, tuple[int, ...]] | None = None, options: dict | None = None) -> Model:
+    import onnx
+
+    if isinstance(source, onnx.ModelProto):
+        proto, path = source, None
+    else:
+        path = Path(source)
+        proto = read(path)
+    return from_proto(proto, path, input_shapes=input_shapes)
+
+
+def read(path: Path):
+    """Read and check an ONNX file, its external data confined to its folder."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    if not path.exists():
+        raise BadInput("no such file", file=path, stage="import")
+    if path.is_dir():
+        raise BadInput("is a directory; expected an .onnx file", file=path, stage="import")
+    if path.stat().st_size == 0:
+        raise BadInput("is empty (0 bytes)", file=path, stage="import")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, ValueError, RuntimeError, UnicodeDecodeError) as exc:
+        raise BadInput(f"is not a valid ONNX file (protobuf parse failed: {_brief(exc)})", file=path, stage="import") from None
+    if proto.ir_version <= 0 or not proto.opset_import or not proto.HasField("graph"):
+        raise BadInput("is not a valid ONNX model (no IR version, opset or graph: truncated or not ONNX)", file=path, stage="import")
+    if proto.ir_version > onnx.IR_VERSION:
+        raise BadInput(
+            f"was written with ONNX IR version {proto.ir_version}; the installed onnx {onnx.__version__} reads up to {onnx.IR_VERSION}",
+            file=path,
+            stage="import",
+        )
+    externals = check_external_data(proto, path)
+    if externals:
+        try:
+            onnx.load_external_data_for_model(proto, str(path.parent))
+        except (OSError, ValueError) as exc:
+            raise BadInput(f"cannot read its external data ({_brief(exc)})", file=path, stage="import") from None
+    return proto
+
+
+def check_external_data(proto, path: Path) -> list[Path]:
+    """Every external-data location must be a relative path inside the model's folder."""
+    from onnx.external_data_helper import _get_all_tensors
+
+    base = path.parent.resolve()
+    found = []
+    for tensor in _get_all_tensors(proto):
+        if tensor.data_location != 1:  # TensorProto.EXTERNAL
+            continue
+        info = {e.key: e.value for e in tensor.external_data}
+        location = info.get("location", "")
+        if not location:
+            raise BadInput(f"tensor {tensor.name!r} has external data with no location", file=path, stage="import")
+        if os.path.isabs(location) or location.startswith(("/", "\\")):
+            raise BadInput(
+                f"tensor {tensor.name!r} points to external data at an absolute path {location!r}; "
+                "external data must stay inside the model's folder",
+                file=path,
+                stage="import",
+            )
+        target = (base / location).resolve()
+        if base != target and base not in target.parents:
+            raise BadInput(
+                f"tensor {tensor.name!r} points to external data outside the model's folder ({location!r})",
+                file=path,
+                stage="import",
+            )
+        if not target.is_file():
+            raise BadInput(f"external data file {location!r} of tensor {tensor.name!r} is missing", file=path, stage="import")
+        found.append(target)
+    return sorted(set(found))
+
+
+def from_proto(proto, path: Path | None, *, input_shapes: dict[str, tuple[int, ...]] | None = None) -> Model:
+    import onnx
+
+    where = path or "<ModelProto>"
+    try:
+        if proto.ByteSize() < INLINE_LIMIT:
+            onnx.checker.check_model(proto)
+        elif path is not None:
+            onnx.checker.check_model(str(path))
+    except onnx.checker.ValidationError as exc:
+        raise BadInput(f"fails the ONNX checker: {_brief(exc)}", file=where, stage="import") from None
+    except Exception as exc:  # the checker raises plain errors for some corrupt files
+        raise BadInput(f"fails the ONNX checker: {_brief(exc)}", file=where, stage="import") from None
+    try:
+        inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=False)
+    except Exception:
+        inferred = proto  # shape inference is a help, not a requirement
+    io = io_contract(inferred)
+    if input_shapes:
+        io = io.pinned(input_shapes, file=str(where))
+        inferred = pin_shapes(inferred, input_shapes)
+    check_dims(io, where)
+    meta = {
+        "opset": {(o.domain or "ai.onnx"): o.version for o in proto.opset_import},
+        "ir_version": proto.ir_version,
+        "producer": f"{proto.producer_name} {proto.producer_version}".strip(),
+        "nodes": len(proto.graph.node),
+    }
+    return Model(form="onnx", io=io, path=path, obj=inferred, meta=meta)
+
+
+def check_dims(io: IOContract, where: Any) -> None:
+    for t in io.inputs:
+        bad = [d for d in t.shape if isinstance(d, int) and d < 0]
+        zero = [d for d in t.shape if isinstance(d, int) and d == 0]
+        if bad or zero:
+            raise BadInput(
+                f"input {t.name!r} declares an invalid shape [{','.join(map(str, t.shape))}] "
+                f"({'negative' if bad else 'zero-size'} dimension)",
+                file=where,
+                stage="import",
+            )
+
+
+def _dtype_name(elem_type: int) -> str:
+    import onnx
+
+    try:
+        return str(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
+    except Exception:
+        return onnx.TensorProto.DataType.Name(elem_type).lower()
+
+
+def _spec(value_info, index: int, role: str) -> TensorSpec:
+    t = value_info.type.tensor_type
+    shape: list[int | str] = []
+    if t.HasField("shape"):
+        for axis, d in enumerate(t.shape.dim):
+            if d.HasField("dim_value"):
+                shape.append(int(d.dim_value))
+            elif d.dim_param:
+                shape.append(d.dim_param)
+            else:
+                shape.append(f"{role}{index}_dim{axis}")
+    spec = TensorSpec(value_info.name, tuple(shape), _dtype_name(t.elem_type))
+    layout = guess_layout(spec.shape) if role == "in" else None
+    return TensorSpec(spec.name, spec.shape, spec.dtype, layout=layout)
+
+
+def io_contract(proto) -> IOContract:
+    inits = {i.name for i in proto.graph.initializer}
+    inputs = [vi for vi in proto.graph.input if vi.name not in inits]
+    meta = {p.key: p.value for p in proto.metadata_props}
+    pre = {"note": meta["preprocessing"]} if "preprocessing" in meta else {}
+    return IOContract(
+        inputs=tuple(_spec(vi, i, "in") for i, vi in enumerate(inputs)),
+        outputs=tuple(_spec(vi, i, "out") for i, vi in enumerate(proto.graph.output)),
+        preprocessing=pre,
+    )
+
+
+def pin_shapes(proto, shapes: dict[str, tuple[int, ...]]):
+    """A copy of ``proto`` with the named inputs' dims fixed, shapes inferred again."""
+    import onnx
+
+    pinned = onnx.ModelProto()
+    pinned.CopyFrom(proto)
+    for vi in pinned.graph.input:
+        if vi.name in shapes:
+            for d, size in zip(vi.type.tensor_type.shape.dim, shapes[vi.name]):
+                d.ClearField("dim_param")
+                d.dim_value = int(size)
+    del pinned.graph.value_info[:]  # inferred again from the pinned inputs
+    try:
+        return onnx.shape_inference.infer_shapes(pinned, strict_mode=False)
+    except Exception:
+        return pinned
+
+
+def save(proto, path: Path) -> list[Path]:
+    """Write ``proto`` to ``path`` (external data beside it when over 1.8 GB)."""
+    import onnx
+
+    if proto.ByteSize() < INLINE_LIMIT:
+        onnx.save(proto, str(path))
+        return [path]
+    data = path.with_name(path.name + ".data")
+    onnx.save(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location=data.name)
+    return [path, data]
+
+
+def _brief(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return (text[:300] + "...") if len(text) > 300 else (text or type(exc).__name__)

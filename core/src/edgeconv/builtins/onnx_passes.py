@@ -1,0 +1,204 @@
+"""ONNX passes: simplification (onnxslim), FP16, and INT8 with onnxruntime.quantization.
+
+Each pass is ``run(model, job) -> (model, info)``; ``info`` goes into the report
+(node counts before and after, the settings used).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from ..errors import BadInput, ToolchainFailed
+from ..model import Model
+from .onnx_import import _brief, from_proto, save
+
+
+def _counts(proto) -> dict[str, Any]:
+    return {"nodes": len(proto.graph.node), "initializers": len(proto.graph.initializer)}
+
+
+def simplify(model: Model, job: Any) -> tuple[Model, dict[str, Any]]:
+    """Constant folding, dead-node elimination and fusion (Conv+BN, Gemm, GELU...) with onnxslim."""
+    import onnxslim
+
+    before = _counts(model.obj)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            slim = onnxslim.slim(model.obj)
+    except Exception as exc:
+        job.warn(f"simplification failed ({_brief(exc)}); continuing with the graph as given")
+        return model, {"before": before, "after": before, "skipped": _brief(exc)}
+    if slim is None:
+        job.warn("simplification returned no model; continuing with the graph as given")
+        return model, {"before": before, "after": before, "skipped": "no result"}
+    out = from_proto(slim, None, input_shapes=None)
+    out.io = _keep_io_names(model, out)
+    return out, {"before": before, "after": _counts(slim), "tool": f"onnxslim {onnxslim.__version__}"}
+
+
+def _keep_io_names(src: Model, out: Model):
+    """The contract of ``out``, with the source's layout/preprocessing notes kept."""
+    from dataclasses import replace
+
+    layouts = {t.name: t.layout for t in src.io.inputs}
+    inputs = tuple(replace(t, layout=layouts.get(t.name, t.layout)) for t in out.io.inputs)
+    return replace(out.io, inputs=inputs, preprocessing=dict(src.io.preprocessing))
+
+
+def to_fp16(model: Model, job: Any) -> tuple[Model, dict[str, Any]]:
+    """Float16 weights and compute; inputs/outputs stay float32 unless ``fp16_io``."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    keep_io = not job.options.get("fp16_io", False)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            half = convert_float_to_float16(model.obj, keep_io_types=keep_io)
+    except Exception as exc:
+        raise ToolchainFailed(f"FP16 conversion failed: {_brief(exc)}", stage="optimize") from None
+    out = from_proto(half, None)
+    out.io = _keep_io_names(model, out)
+    types = Counter(i.data_type for i in half.graph.initializer)
+    return out, {
+        "before": _counts(model.obj),
+        "after": _counts(half),
+        "io_float32": keep_io,
+        "float16_initializers": types.get(10, 0),
+    }
+
+
+class _Reader:
+    """onnxruntime's CalibrationDataReader over a Dataset."""
+
+    def __init__(self, dataset, io, limit: int) -> None:
+        self._it = iter(dataset.feeds(io, limit=limit))
+
+    def get_next(self):
+        item = next(self._it, None)
+        return None if item is None else item[0]
+
+
+def _prepare(model: Model, job: Any, name: str) -> Path:
+    """Write the model for the quantizer, through quant_pre_process when asked."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    work = Path(job.scratch)
+    raw = work / f"_{name}_input.onnx"
+    save(model.obj, raw)
+    if not job.options.get("pre_process", True):
+        return raw
+    pre = work / f"_{name}_pre.onnx"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quant_pre_process(str(raw), str(pre), skip_symbolic_shape=False)
+    except Exception as exc:
+        job.warn(f"quant_pre_process failed ({_brief(exc)}); quantizing without it")
+        return raw
+    return pre
+
+
+def _qtype(name: str):
+    from onnxruntime.quantization import QuantType
+
+    return {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}[name]
+
+
+def _load_quantized(path: Path, model: Model) -> Model:
+    import onnx
+
+    out = from_proto(onnx.load(str(path)), None)
+    out.io = _keep_io_names(model, out)
+    return out
+
+
+def quantize_static(model: Model, job: Any) -> tuple[Model, dict[str, Any]]:
+    """Static INT8 in QDQ format with a calibration set (onnxruntime.quantization).
+
+    Defaults: per-channel int8 weights and uint8 activations (U8S8), which ran 2-3x
+    faster than S8S8 on ResNet-18 on this CPU (VNNI), after quant_pre_process.
+    """
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static as ort_quantize_static
+
+    calib = job.calibration()
+    limit = int(job.options.get("calib_limit") or 300)
+    if len(calib) == 0:
+        raise BadInput("the calibration set holds no samples", file=calib.source, stage="optimize")
+    src = _prepare(model, job, "int8")
+    dst = Path(job.scratch) / "_int8.onnx"
+    method = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }[job.options.get("calibrate_method", "minmax")]
+    settings = {
+        "quant_format": "QDQ",
+        "per_channel": bool(job.options.get("per_channel", True)),
+        "activation_type": job.options.get("activation_type", "uint8"),
+        "weight_type": job.options.get("weight_type", "int8"),
+        "calibrate_method": job.options.get("calibrate_method", "minmax"),
+        "calibration_samples": min(limit, len(calib)),
+        "nodes_to_exclude": list(job.options.get("nodes_to_exclude") or ()),
+        "op_types": list(job.options.get("op_types") or ()),
+    }
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ort_quantize_static(
+                str(src),
+                str(dst),
+                _Reader(calib, model.io, limit),
+                quant_format=QuantFormat.QDQ,
+                per_channel=settings["per_channel"],
+                activation_type=_qtype(settings["activation_type"]),
+                weight_type=_qtype(settings["weight_type"]),
+                calibrate_method=method,
+                nodes_to_exclude=settings["nodes_to_exclude"] or None,
+                op_types_to_quantize=settings["op_types"] or None,
+                extra_options={"CalibTensorRangeSymmetric": False},
+            )
+    except BadInput:
+        raise
+    except Exception as exc:
+        raise ToolchainFailed(f"onnxruntime quantize_static failed: {_brief(exc)}", stage="optimize") from None
+    out = _load_quantized(dst, model)
+    ops = Counter(n.op_type for n in out.obj.graph.node)
+    return out, {
+        "before": _counts(model.obj),
+        "after": _counts(out.obj),
+        "quantized_nodes": ops.get("DequantizeLinear", 0),
+        "settings": settings,
+    }
+
+
+def quantize_dynamic(model: Model, job: Any) -> tuple[Model, dict[str, Any]]:
+    """INT8 weights with activations quantized at run time: no calibration set needed."""
+    from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
+
+    src = _prepare(model, job, "int8dyn")
+    dst = Path(job.scratch) / "_int8dyn.onnx"
+    settings = {
+        "per_channel": bool(job.options.get("per_channel", True)),
+        "weight_type": job.options.get("weight_type", "int8"),
+        "nodes_to_exclude": list(job.options.get("nodes_to_exclude") or ()),
+        "op_types": list(job.options.get("op_types") or ()),
+    }
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ort_quantize_dynamic(
+                str(src),
+                str(dst),
+                per_channel=settings["per_channel"],
+                weight_type=_qtype(settings["weight_type"]),
+                nodes_to_exclude=settings["nodes_to_exclude"] or None,
+                op_types_to_quantize=settings["op_types"] or None,
+            )
+    except Exception as exc:
+        raise ToolchainFailed(f"onnxruntime quantize_dynamic failed: {_brief(exc)}", stage="optimize") from None
+    out = _load_quantized(dst, model)
+    return out, {"before": _counts(model.obj), "after": _counts(out.obj), "settings": settings}

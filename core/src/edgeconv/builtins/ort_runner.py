@@ -1,0 +1,55 @@
+"""Run ONNX models with ONNX Runtime (CPU execution provider unless told otherwise)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..errors import BadInput
+from ..verify.runners import Runner
+
+LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+
+
+class OrtRunner(Runner):
+    name = "onnxruntime"
+    modules = ("onnxruntime",)
+
+    def __init__(self, model, threads: int | None = None, graph_optimization: str = "all",
+                 providers: list[str] | None = None, **options: Any) -> None:
+        super().__init__(model, **options)
+        self.threads = threads
+        self.level = graph_optimization or "all"
+        self.providers = providers or ["CPUExecutionProvider"]
+        self.session = None
+
+    def activate(self) -> None:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, LEVELS[self.level])
+        if self.threads:
+            so.intra_op_num_threads = int(self.threads)
+        so.log_severity_level = 3
+        src = self.model.path if self.model.path is not None else self.model.obj.SerializeToString()
+        try:
+            self.session = ort.InferenceSession(str(src) if isinstance(src, os.PathLike) else src, so, providers=self.providers)
+        except Exception as exc:
+            text = " ".join(str(exc).split())[:300]
+            raise BadInput(f"onnxruntime cannot load the model: {text}", file=self.model.path, stage="verify") from None
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.info = {
+            "runtime": f"onnxruntime {ort.__version__}",
+            "device": "cpu" if self.providers == ["CPUExecutionProvider"] else ",".join(self.providers),
+            "providers": self.session.get_providers(),
+            "threads": self.threads or os.cpu_count(),
+            "graph_optimization": self.level,
+            "host": "local",
+        }
+
+    def infer(self, feed):
+        out = self.session.run(None, feed)
+        return dict(zip(self.output_names, out))
+
+    def deactivate(self) -> None:
+        self.session = None

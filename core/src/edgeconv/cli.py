@@ -1,0 +1,434 @@
+"""The ``edgeconv`` command line, built in a factory after plugins have loaded.
+
+Nothing heavy is imported here: every command imports what it needs when it runs, so
+``edgeconv --help`` and ``edgeconv targets`` start as fast as Typer itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from . import __version__
+from .errors import EXIT_FAILED, EXIT_TOOLCHAIN, EdgeconvError
+
+_state = {"debug": bool(os.environ.get("EDGECONV_DEBUG"))}
+
+
+def _err(message: str) -> None:
+    typer.echo(f"edgeconv: error: {message}", err=True)
+
+
+@contextlib.contextmanager
+def guard() -> Iterator[None]:
+    """One-line errors with the documented exit code; a traceback only with --debug."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except EdgeconvError as exc:
+        if _state["debug"]:
+            import traceback
+
+            traceback.print_exc()
+        _err(exc.one_line())
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        _err("interrupted; no output was written")
+        raise typer.Exit(130) from None
+    except Exception as exc:
+        if _state["debug"]:
+            import traceback
+
+            traceback.print_exc()
+        text = " ".join(str(exc).split())[:300]
+        _err(f"internal error: {type(exc).__name__}: {text} (run with --debug for the traceback)")
+        raise typer.Exit(EXIT_TOOLCHAIN) from None
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool) -> Iterator[Any]:
+    """A spinner on stderr naming the running stage (none with --json or off a TTY)."""
+    if not enabled or not sys.stderr.isatty():
+        yield lambda msg: None
+        return
+    console = _console(stderr=True)
+    with console.status("starting") as status:
+        yield lambda msg: status.update(f"[bold]{msg}[/]")
+
+
+def _options(values: list[str] | None) -> dict[str, str]:
+    from .errors import BadInput
+
+    out = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise BadInput(f"-O {item!r} is not KEY=VALUE", stage="options")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _thresholds(values: list[str] | None) -> dict[str, float]:
+    from .errors import BadInput
+
+    out = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if key not in ("cosine", "sqnr_db", "top1") or not sep:
+            raise BadInput(f"--threshold {item!r} is not cosine=X, sqnr_db=X or top1=X", stage="options")
+        try:
+            out[key] = float(value)
+        except ValueError:
+            raise BadInput(f"--threshold {item!r}: {value!r} is not a number", stage="options") from None
+    return out
+
+
+def _preprocess(mean: str | None, std: str | None, bgr: bool, layout: str | None):
+    from .data import Preprocess
+    from .errors import BadInput
+
+    def floats(text: str | None, default: tuple[float, ...], what: str) -> tuple[float, ...]:
+        if text is None:
+            return default
+        try:
+            return tuple(float(v) for v in text.split(","))
+        except ValueError:
+            raise BadInput(f"{what} {text!r} is not a comma-separated list of numbers", stage="options") from None
+
+    return Preprocess(mean=floats(mean, (0.0,), "--mean"), std=floats(std, (1.0,), "--std"), bgr=bgr, layout=layout)
+
+
+def _emit(result, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(result.report, indent=2, default=str))
+    else:
+        from .report import render
+
+        render(result.report, _console())
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
+# Options shared by convert and verify.
+DataOpt = Annotated[Optional[Path], typer.Option("--data", help="Verification data: .npz keyed by input name (+ 'labels'), .npy or an image folder. Default: generated from the IO contract.")]
+ShapeOpt = Annotated[Optional[list[str]], typer.Option("--input-shape", help="Pin an input's dynamic axes: NAME:1,3,224,224 (repeatable).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the JSON report on stdout.")]
+MaxSize = Annotated[Optional[str], typer.Option("--max-size", help="Budget: artifact size, e.g. 25MB.")]
+MaxLat = Annotated[Optional[str], typer.Option("--max-latency", help="Budget: p50 latency, e.g. 100ms.")]
+MaxDrop = Annotated[Optional[str], typer.Option("--max-accuracy-drop", help="Budget: accuracy drop in percentage points (top-1 disagreement without labels).")]
+Threads = Annotated[Optional[int], typer.Option("--threads", help="Runtime threads for verification and latency.")]
+Runs = Annotated[int, typer.Option("--runs", help="Timed inferences after warm-up.")]
+Seed = Annotated[int, typer.Option("--seed", help="Seed for generated data.")]
+Thresh = Annotated[Optional[list[str]], typer.Option("--threshold", help="Override a fidelity threshold: cosine=0.99, sqnr_db=20, top1=0.9.")]
+
+
+def make_app() -> typer.Typer:
+    """Load plugins, then build the Typer app (plugins may add commands)."""
+    from .plugins import load_plugins, pm
+
+    load_plugins()
+    app = typer.Typer(
+        name="edgeconv",
+        help="Convert a trained model for an edge device, and prove it still computes the same answers, fits and is fast enough.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+        rich_markup_mode=None,
+    )
+
+    @app.callback()
+    def _main(
+        debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+        version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    ) -> None:
+        if debug:
+            _state["debug"] = True
+        if version:
+            typer.echo(f"edgeconv {__version__}")
+            raise typer.Exit(0)
+
+    @app.command()
+    def convert(
+        model: Annotated[str, typer.Argument(help="The model: a file or folder (.onnx, ...).")],
+        to: Annotated[str, typer.Option("--to", "-t", help="Target name (see `edgeconv targets`).")] = "onnxruntime",
+        precision: Annotated[str, typer.Option("--precision", "-p", help="fp32, fp16, int8 (static), int8-dynamic, ... as the target allows.")] = "fp32",
+        calib: Annotated[Optional[str], typer.Option("--calib", help="Calibration data for int8: .npz, .npy, image folder, or 'random' (smoke runs only).")] = None,
+        data: DataOpt = None,
+        input_shape: ShapeOpt = None,
+        output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output folder (default: ./<model>-<target>-<precision>).")] = None,
+        force: Annotated[bool, typer.Option("--force", help="Replace an existing output folder.")] = False,
+        option: Annotated[Optional[list[str]], typer.Option("--option", "-O", help="Target option KEY=VALUE (repeatable; see `edgeconv targets --options`).")] = None,
+        max_size: MaxSize = None,
+        max_latency: MaxLat = None,
+        max_accuracy_drop: MaxDrop = None,
+        threshold: Thresh = None,
+        no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip verification.")] = False,
+        no_memory: Annotated[bool, typer.Option("--no-memory", help="Skip the peak-memory measurement.")] = False,
+        threads: Threads = None,
+        runs: Runs = 50,
+        seed: Seed = 0,
+        source_form: Annotated[Optional[str], typer.Option("--from", help="Source format when the suffix does not tell.")] = None,
+        via: Annotated[Optional[str], typer.Option("--via", help="Force the route through this form (e.g. onnx).")] = None,
+        skip_pass: Annotated[Optional[list[str]], typer.Option("--skip-pass", help="Do not run this pass (e.g. onnx.simplify).")] = None,
+        mean: Annotated[Optional[str], typer.Option("--mean", help="Image preprocessing mean, after scaling to 0..1: 0.485,0.456,0.406")] = None,
+        std: Annotated[Optional[str], typer.Option("--std", help="Image preprocessing std: 0.229,0.224,0.225")] = None,
+        bgr: Annotated[bool, typer.Option("--bgr", help="Images in BGR channel order.")] = False,
+        layout: Annotated[Optional[str], typer.Option("--layout", help="Image layout NCHW or NHWC (default: from the model).")] = None,
+        label_output: Annotated[Optional[str], typer.Option("--label-output", help="Output holding class scores for accuracy (default: the first).")] = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Convert MODEL for a target, verify it against the source, and report."""
+        with guard():
+            from .pipeline import convert as run_convert
+            from .report import Budgets
+
+            budgets = Budgets.parse(max_size, max_latency, max_accuracy_drop)
+            with _progress(not as_json) as status:
+                result = run_convert(
+                    model, to, precision=precision, calibration=calib, data=data, input_shapes=input_shape,
+                    output=output, force=force, options=_options(option), budgets=budgets,
+                    thresholds=_thresholds(threshold), verify=not no_verify, runs=runs, threads=threads,
+                    seed=seed, source_form=source_form, via=via, preprocess=_preprocess(mean, std, bgr, layout),
+                    skip_passes=tuple(skip_pass or ()), memory=not no_memory, label_output=label_output,
+                    status=status,
+                )
+        _emit(result, as_json)
+
+    @app.command()
+    def verify(
+        source: Annotated[str, typer.Argument(help="The source model.")],
+        artifact: Annotated[Path, typer.Argument(help="An edgeconv output folder, or a model file.")],
+        data: DataOpt = None,
+        input_shape: ShapeOpt = None,
+        precision: Annotated[Optional[str], typer.Option("--precision", help="Thresholds of this precision (default: from the manifest).")] = None,
+        max_size: MaxSize = None,
+        max_latency: MaxLat = None,
+        max_accuracy_drop: MaxDrop = None,
+        threshold: Thresh = None,
+        threads: Threads = None,
+        runs: Runs = 50,
+        seed: Seed = 0,
+        label_output: Annotated[Optional[str], typer.Option("--label-output")] = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Verify an existing artifact against its source (the fidelity contract)."""
+        with guard():
+            from .pipeline import verify as run_verify
+            from .report import Budgets
+
+            result = run_verify(
+                source, artifact, data=data, precision=precision, input_shapes=input_shape,
+                budgets=Budgets.parse(max_size, max_latency, max_accuracy_drop), thresholds=_thresholds(threshold),
+                runs=runs, threads=threads, seed=seed, label_output=label_output,
+            )
+        _emit(result, as_json)
+
+    @app.command()
+    def bench(
+        model: Annotated[str, typer.Argument(help="A model file or an edgeconv output folder.")],
+        runs: Runs = 100,
+        threads: Threads = None,
+        input_shape: ShapeOpt = None,
+        data: DataOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Latency (p10/p50/p90/p99) and peak memory of a model on its runner."""
+        with guard():
+            from .pipeline import bench as run_bench
+
+            res = run_bench(model, runs=runs, threads=threads, input_shapes=input_shape, data=data)
+        if as_json:
+            typer.echo(json.dumps(res, indent=2, default=str))
+            return
+        from .report import human_size
+
+        lat = res["latency_ms"]
+        typer.echo(
+            f"{model}: p10 {lat['p10']:.3f} ms  p50 {lat['p50']:.3f} ms  p90 {lat['p90']:.3f} ms  "
+            f"p99 {lat['p99']:.3f} ms  ({lat['runs']} runs)  peak RSS {human_size(res.get('peak_rss_bytes'))}"
+        )
+
+    @app.command()
+    def inspect(
+        model: Annotated[str, typer.Argument(help="The model.")],
+        input_shape: ShapeOpt = None,
+        source_form: Annotated[Optional[str], typer.Option("--from")] = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Show a model's IO contract, operator histogram and which targets support its ops."""
+        with guard():
+            from .inspect import inspect_model
+
+            info = inspect_model(model, input_shapes=input_shape, source_form=source_form)
+        if as_json:
+            typer.echo(json.dumps(info, indent=2, default=str))
+            return
+        _render_inspect(info)
+
+    @app.command()
+    def targets(
+        options: Annotated[bool, typer.Option("--options", help="List each target's options.")] = False,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """List targets: ready, missing (with the install hint) or broken."""
+        from .plugins import plugins, registry
+
+        reg = registry()
+        rows = []
+        for name, t in sorted(reg.targets.items()):
+            miss = t.missing()
+            rows.append({
+                "name": name, "title": t.title, "status": "missing" if miss else "ready",
+                "hint": miss[0].hint if miss else None, "provider": t.dist, "precisions": list(t.precisions),
+                "accepts": list(t.accepts), "suffix": t.suffix,
+                "options": [{"name": o.name, "type": o.type.__name__, "default": o.default, "help": o.help} for o in t.options],
+            })
+        for name, who in sorted(reg.conflicts.items()):
+            rows.append({"name": name, "status": "conflict", "hint": f"registered by {' and '.join(who)}", "provider": ", ".join(who)})
+        for p in plugins():
+            if p.broken:
+                rows.append({"name": p.name, "status": "broken", "hint": f"{p.stage}: {p.error}", "provider": f"{p.dist} {p.version}"})
+        if as_json:
+            typer.echo(json.dumps({"schema": "edgeconv.targets/1", "targets": rows}, indent=2, default=str))
+            return
+        from rich.table import Table
+
+        table = Table(title="edgeconv targets", title_justify="left")
+        for col in ("target", "status", "precisions", "accepts", "provider", "note"):
+            table.add_column(col)
+        colour = {"ready": "green", "missing": "yellow", "broken": "red", "conflict": "red"}
+        for r in rows:
+            table.add_row(r["name"], f"[{colour[r['status']]}]{r['status']}[/]", ", ".join(r.get("precisions") or []),
+                          ", ".join(r.get("accepts") or []), r.get("provider") or "", r.get("hint") or r.get("title") or "")
+        console = _console()
+        console.print(table)
+        if options:
+            for r in rows:
+                for o in r.get("options") or []:
+                    console.print(f"  {r['name']}: -O {o['name']}=<{o['type']}> (default {o['default']!r}) {o['help']}")
+
+    @app.command()
+    def plugins(
+        all_: Annotated[bool, typer.Option("--all", help="Include built-in plugins.")] = False,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """List installed plugins, their versions and hooks, and broken ones with the error."""
+        from .plugins import plugins as list_plugins
+
+        items = [p for p in list_plugins() if all_ or not p.builtin]
+        data = [{"name": p.name, "distribution": p.dist, "version": p.version, "module": p.module,
+                 "builtin": p.builtin, "hooks": p.hooks, "broken": p.broken, "error": p.error, "stage": p.stage}
+                for p in items]
+        if as_json:
+            typer.echo(json.dumps(data, indent=2))
+            return
+        if not data:
+            typer.echo("no plugins installed (built-ins: edgeconv plugins --all)")
+        for p in data:
+            state = f"BROKEN at {p['stage']}: {p['error']}" if p["broken"] else ", ".join(p["hooks"])
+            typer.echo(f"{p['name']}  {p['distribution']} {p['version']}  {state}")
+
+    @app.command()
+    def doctor(as_json: JsonOpt = False) -> None:
+        """Check the environment deeply: every target's toolchain, versions, CPU features."""
+        from .doctor import run_doctor
+
+        info = run_doctor()
+        if as_json:
+            typer.echo(json.dumps(info, indent=2, default=str))
+            return
+        console = _console()
+        for k, v in info["host"].items():
+            console.print(f"{k}: {v}")
+        for name, t in info["targets"].items():
+            colour = {"ready": "green", "missing": "yellow"}.get(t["status"], "red")
+            console.print(f"[bold]{name}[/] [{colour}]{t['status']}[/] {json.dumps(t.get('details') or t.get('hint') or t.get('error'), default=str)}")
+        for p in info["broken_plugins"]:
+            console.print(f"[red]broken plugin[/] {p}")
+
+    @app.command()
+    def demo(
+        output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Where to write the artifacts (default: a temporary folder).")] = None,
+        as_json: JsonOpt = False,
+        runs: Runs = 50,
+    ) -> None:
+        """Convert the built-in digits CNN to every ready target at fp32 and int8, verified on real labels."""
+        with guard():
+            from .demo import run_demo
+
+            with _progress(not as_json) as status:
+                reports, code = run_demo(output=output, runs=runs, status=status)
+        if as_json:
+            from .report import DEMO_SCHEMA
+
+            typer.echo(json.dumps({"schema": DEMO_SCHEMA, "results": reports}, indent=2, default=str))
+        else:
+            from .report import render_demo
+
+            render_demo(reports, _console())
+        if code:
+            raise typer.Exit(code)
+
+    pm.hook.register_commands(app=app)
+    return app
+
+
+def _render_inspect(info: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from .model import format_shape
+
+    console = _console()
+    console.print(f"[bold]{info['source']}[/] ({info['form']})  {json.dumps(info.get('meta', {}), default=str)}")
+    t = Table(title="IO contract", title_justify="left")
+    for col in ("", "name", "shape", "dtype", "layout"):
+        t.add_column(col)
+    for role in ("inputs", "outputs"):
+        for spec in info["io"][role]:
+            t.add_row(role[:-1], spec["name"], format_shape(tuple(spec["shape"])), spec["dtype"], spec.get("layout") or "")
+    console.print(t)
+    if info.get("ops"):
+        console.print("ops: " + ", ".join(f"{k} x{v}" for k, v in info["ops"].items()))
+        console.print(f"parameters: {info.get('parameters', 0):,}")
+    for name, s in info["targets"].items():
+        extra = ", ".join(f"{u['node']} ({u['op_type']})" for u in s.get("unsupported", [])[:8])
+        console.print(f"target {name}: {s['status']} {extra or s.get('reason') or s.get('hint') or ''}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``edgeconv`` script."""
+
+    def _term(signum, frame):  # SIGTERM unwinds like Ctrl-C: temporary output is removed
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _term)
+    if "--debug" in (argv if argv is not None else sys.argv[1:]):
+        _state["debug"] = True
+    try:
+        app = make_app()
+    except Exception as exc:  # never a traceback for a broken environment
+        _err(f"could not start: {type(exc).__name__}: {exc}")
+        sys.exit(EXIT_TOOLCHAIN)
+    try:
+        app(args=argv, prog_name="edgeconv")
+    except KeyboardInterrupt:
+        _err("interrupted; no output was written")
+        sys.exit(130)
+
+
+__all__ = ["EXIT_FAILED", "main", "make_app"]

@@ -1,0 +1,51 @@
+"""``edgeconv doctor``: the deep environment check (imports toolchains, reads versions)."""
+
+from __future__ import annotations
+
+import os
+import platform
+from typing import Any
+
+from .plugins import plugins, registry
+from .targets import load_ref
+
+
+def cpu_flags() -> list[str]:
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16", "neon", "asimd")
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    have = set(line.split(":", 1)[1].split())
+                    return [w for w in wanted if w in have]
+    except OSError:
+        pass
+    return []
+
+
+def run_doctor() -> dict[str, Any]:
+    from . import __version__
+
+    host = {
+        "edgeconv": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "cpu_features": " ".join(cpu_flags()) or "unknown",
+    }
+    out: dict[str, Any] = {"schema": "edgeconv.doctor/1", "host": host, "targets": {}, "broken_plugins": []}
+    for name, t in sorted(registry().targets.items()):
+        miss = t.missing()
+        if miss:
+            out["targets"][name] = {"status": "missing", "hint": "; ".join(f"{m.what}: {m.hint}" for m in miss)}
+            continue
+        entry: dict[str, Any] = {"status": "ready"}
+        if t.doctor is not None:
+            try:
+                entry["details"] = load_ref(t.doctor)()
+            except Exception as exc:  # a deep check that fails is the finding
+                entry = {"status": "broken", "error": f"{type(exc).__name__}: {exc}"}
+        out["targets"][name] = entry
+    out["broken_plugins"] = [f"{p.name} ({p.dist} {p.version}) at {p.stage}: {p.error}" for p in plugins() if p.broken]
+    return out

@@ -1,0 +1,746 @@
+"""import -> route -> pre-check -> optimize -> export -> verify, and the report.
+
+Every stage runs through the ``run_stage`` hook (timed, logged, wrappable by plugins).
+The output folder appears complete or not at all: everything is written into a
+temporary folder beside it, then renamed into place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .data import Dataset, Preprocess, load_dataset, random_dataset, sha256_path
+from .errors import BadInput, EdgeconvError, ToolchainFailed, ToolchainMissing, UnsupportedOperators
+from .model import IOContract, Model, parse_input_shapes, pinned_shapes
+from .plugins import pm, registry
+from .report import MANIFEST_SCHEMA, SCHEMA, Budgets
+from .targets import Importer, Pass, Target, did_you_mean, load_ref
+
+
+@dataclass
+class StageCall:
+    """What ``run_stage`` receives: the stage's work, and where to put its timing."""
+
+    stage: str
+    run: Callable[[], Any]
+    timings: dict[str, float]
+
+
+def run_stage(stage: str, fn: Callable[[], Any], timings: dict[str, float]) -> Any:
+    return pm.hook.run_stage(stage=stage, call=StageCall(stage, fn, timings))
+
+
+@dataclass
+class Artifact:
+    """What an exporter returns: the main file (in ``job.workdir``) and what it is."""
+
+    path: Path
+    form: str
+    io: IOContract
+    files: list[Path] = field(default_factory=list)
+    tools: dict[str, str] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    runner_options: dict[str, Any] = field(default_factory=dict)
+    runnable: bool = True  # False: this host cannot run it (e.g. no GPU)
+    not_runnable_reason: str = ""
+
+
+@dataclass
+class Job:
+    """The context passes and exporters work in."""
+
+    target: Target
+    precision: str
+    options: dict[str, Any]
+    workdir: Path  # the output being built: exporters write here
+    scratch: Path  # intermediate files, never part of the output
+    stem: str
+    source_io: IOContract
+    input_profiles: dict[str, list[tuple[int, ...]]] = field(default_factory=dict)
+    calibration_source: Any = None
+    preprocess: Preprocess | None = None
+    seed: int = 0
+    warnings: list[str] = field(default_factory=list)
+    status: Callable[[str], None] = lambda msg: None
+    _calib: Dataset | None = None
+
+    def warn(self, message: str) -> None:
+        if message not in self.warnings:
+            self.warnings.append(message)
+
+    def calibration(self) -> Dataset:
+        """The calibration set (loaded once). Required: INT8 without it is an error."""
+        if self._calib is not None:
+            return self._calib
+        src = self.calibration_source
+        if src is None:
+            raise BadInput(
+                f"precision {self.precision} needs calibration data: --calib PATH (.npz, .npy or a "
+                "folder of images), or --calib random for a smoke run",
+                stage="optimize",
+            )
+        limit = self.options.get("calib_limit")
+        if isinstance(src, str) and src == "random":
+            self._calib = random_dataset(self.source_io, min(int(limit or 32), 32), seed=self.seed)
+            self.warn("calibration used random data (--calib random): INT8 accuracy is not representative")
+        else:
+            self._calib = load_dataset(src, self.source_io, what="--calib", limit=limit, preprocess=self.preprocess)
+        return self._calib
+
+
+@dataclass
+class Result:
+    report: dict[str, Any]
+    artifact: Path | None
+    exit_code: int
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+# -- import -------------------------------------------------------------------------------
+def pick_importer(source: Any, source_form: str | None = None) -> Importer:
+    reg = registry()
+    if source_form:
+        for imp in reg.importers.values():
+            if source_form in (imp.name, imp.form):
+                return imp
+        known = sorted({i.name for i in reg.importers.values()} | {i.form for i in reg.importers.values()})
+        raise BadInput(f"--from {source_form!r} is not an installed importer (installed: {', '.join(known)})"
+                       f"{did_you_mean(source_form, known)}", stage="import")
+    for imp in reg.importers.values():
+        if imp.matches is not None:
+            try:
+                if load_ref(imp.matches)(source):
+                    return imp
+            except Exception:
+                continue
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        for imp in reg.importers.values():
+            if path.suffix.lower() in imp.suffixes:
+                return imp
+        if not path.exists():
+            raise BadInput("no such file or folder", file=path, stage="import")
+        suffixes = sorted({s for i in reg.importers.values() for s in i.suffixes})
+        raise BadInput(
+            f"cannot tell the model format from {path.suffix or 'a name without suffix'!r} "
+            f"(known: {', '.join(suffixes)}); give --from FORMAT",
+            file=path,
+            stage="import",
+        )
+    raise BadInput(f"no installed importer takes a {type(source).__name__}", stage="import")
+
+
+def load(source: Any, *, input_shapes: Any = None, source_form: str | None = None,
+         options: dict[str, Any] | None = None) -> Model:
+    """Import a model (any form an importer accepts) and read its IO contract."""
+    imp = pick_importer(source, source_form)
+    missing = [r for r in imp.requirements if not r.satisfied()]
+    if missing:
+        raise ToolchainMissing(f"reading this model needs {missing[0].what}", file=_where(source),
+                               stage="import", hint=missing[0].hint)
+    profiles = _profiles(input_shapes)
+    model = load_ref(imp.load)(source, input_shapes=pinned_shapes(profiles) or None, options=options or {})
+    if isinstance(source, (str, Path)):
+        model.meta.setdefault("source_path", str(source))
+    return model
+
+
+def _profiles(input_shapes: Any) -> dict[str, list[tuple[int, ...]]]:
+    if not input_shapes:
+        return {}
+    if isinstance(input_shapes, dict):
+        return {k: ([tuple(v)] if v and isinstance(v[0], int) else [tuple(s) for s in v]) for k, v in input_shapes.items()}
+    return parse_input_shapes(list(input_shapes))
+
+
+def _where(source: Any) -> str:
+    return str(source) if isinstance(source, (str, Path)) else f"<{type(source).__name__}>"
+
+
+# -- route --------------------------------------------------------------------------------
+def find_route(form: str, target: Target, via: str | None = None) -> list[Pass]:
+    """The shortest chain of convert passes from ``form`` to a form the target accepts."""
+    reg = registry()
+    edges: dict[str, list[Pass]] = {}
+    for p in reg.passes.values():
+        if p.kind == "convert" and p.to_form:
+            edges.setdefault(p.form, []).append(p)
+
+    def bfs(start: str, goals: set[str]) -> list[Pass] | None:
+        queue: deque[tuple[str, list[Pass]]] = deque([(start, [])])
+        seen = {start}
+        while queue:
+            here, path = queue.popleft()
+            if here in goals:
+                return path
+            for p in edges.get(here, []):
+                if p.to_form not in seen:
+                    seen.add(p.to_form)
+                    queue.append((p.to_form, [*path, p]))
+        return None
+
+    if via:
+        first, second = bfs(form, {via}), bfs(via, set(target.accepts))
+        route = None if first is None or second is None else first + second
+    else:
+        route = bfs(form, set(target.accepts))
+    if route is None:
+        raise BadInput(
+            f"no route from a {form!r} model to target {target.name!r} (it accepts: "
+            f"{', '.join(target.accepts)}{'; via ' + via if via else ''}); is the importer/converter installed?",
+            stage="route",
+        )
+    return route
+
+
+# -- output -------------------------------------------------------------------------------
+@contextlib.contextmanager
+def staged_output(out: Path, force: bool) -> Iterator[Path]:
+    """Yield a temporary folder beside ``out``; on success rename it to ``out``.
+
+    A lock file serialises runs into one folder; on any failure (SIGINT/SIGTERM
+    included) the temporary folder is removed and ``out`` is left as it was.
+    """
+    import fcntl
+
+    out = out.absolute()
+    check_output(out, force)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = out.parent / f".{out.name}.lock"
+        lock = open(lock_path, "w")
+    except OSError as exc:
+        raise BadInput(f"cannot write to the output folder ({exc.strerror})", file=out.parent, stage="export") from None
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise BadInput("another edgeconv run is writing this output right now", file=out, stage="export") from None
+        check_output(out, force)
+        try:
+            staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+            umask = os.umask(0)
+            os.umask(umask)
+            staging.chmod(0o777 & ~umask)  # mkdtemp makes it 0700; the output is an ordinary folder
+        except OSError as exc:
+            raise BadInput(f"cannot write to the output folder ({exc.strerror})", file=out.parent, stage="export") from None
+        try:
+            yield staging
+            if out.exists():
+                old = out.parent / f".{out.name}.old-{os.getpid()}"
+                os.rename(out, old)
+                os.rename(staging, out)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.rename(staging, out)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    finally:
+        with contextlib.suppress(OSError):
+            lock_path.unlink()
+        lock.close()
+
+
+def check_output(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise BadInput("the output path is a file; edgeconv writes a folder", file=out, stage="export")
+    if out.exists() and not force and any(out.iterdir()):
+        raise BadInput("the output folder exists; give --force to replace it", file=out, stage="export")
+
+
+def _files_size(files: list[Path]) -> int:
+    return sum(f.stat().st_size for f in files if f.is_file())
+
+
+def versions(extra: dict[str, str] | None = None) -> dict[str, str]:
+    v = {"edgeconv": __version__, "python": platform.python_version(), "platform": platform.platform()}
+    for mod in ("numpy", "onnx", "onnxruntime", "onnxslim", "torch", "tensorflow", "openvino", "nncf", "tensorrt"):
+        m = sys.modules.get(mod)
+        if m is not None and getattr(m, "__version__", None):
+            v[mod] = str(m.__version__)
+    v.update(extra or {})
+    return v
+
+
+# -- convert ------------------------------------------------------------------------------
+def convert(
+    source: Any,
+    target: str = "onnxruntime",
+    *,
+    precision: str = "fp32",
+    calibration: Any = None,
+    data: Any = None,
+    input_shapes: Any = None,
+    output: str | Path | None = None,
+    force: bool = False,
+    options: dict[str, Any] | None = None,
+    budgets: Budgets | None = None,
+    thresholds: dict[str, float] | None = None,
+    verify: bool = True,
+    runs: int = 50,
+    warmup: int = 5,
+    threads: int | None = None,
+    seed: int = 0,
+    source_form: str | None = None,
+    via: str | None = None,
+    preprocess: Preprocess | None = None,
+    skip_passes: tuple[str, ...] = (),
+    memory: bool = True,
+    label_output: str | None = None,
+    status: Callable[[str], None] | None = None,
+) -> Result:
+    """Convert ``source`` for ``target``, verify the artifact against the source, report.
+
+    Returns a ``Result`` with the artifact folder, the report (schema
+    ``edgeconv.report/1``) and the exit code (0 pass, 1 verification/budget failed).
+    Bad input, a missing or failing toolchain raise ``EdgeconvError`` subclasses.
+    """
+    say = status or (lambda msg: None)
+    timings: dict[str, float] = {}
+    reg = registry()
+    tgt = reg.target(target)
+    tgt.check_precision(precision)
+    opts = tgt.validate_options(options)
+    missing = tgt.missing()
+    if missing:
+        raise ToolchainMissing(f"target {tgt.name!r} needs {missing[0].what}, which is not installed",
+                               stage="target", hint=missing[0].hint)
+    budgets = budgets or Budgets()
+    profiles = _profiles(input_shapes)
+
+    say("importing")
+    model = run_stage("import", lambda: load(source, input_shapes=profiles, source_form=source_form), timings)
+    src_path = Path(source) if isinstance(source, (str, Path)) else None
+    say("routing")
+    route = run_stage("route", lambda: find_route(model.form, tgt, via), timings)
+    stem = src_path.stem if src_path else "model"
+    out = Path(output) if output else Path.cwd() / f"{stem}-{tgt.name}-{precision}"
+    src_hash = sha256_path(src_path) if src_path and src_path.exists() else None
+    src_size = _source_size(src_path, model)
+
+    with staged_output(out, force) as staging, tempfile.TemporaryDirectory(prefix="edgeconv-") as scratch:
+        job = Job(tgt, precision, opts, staging, Path(scratch), stem, model.io, profiles,
+                  calibration, preprocess, seed, status=say)
+        passes: list[dict[str, Any]] = []
+        current = model
+
+        def apply(p: Pass) -> None:
+            nonlocal current
+            miss = [r for r in p.requirements if not r.satisfied()]
+            if miss:
+                raise ToolchainMissing(f"pass {p.name} needs {miss[0].what}", stage="optimize", hint=miss[0].hint)
+            say(f"{p.name}")
+            try:
+                current, info = load_ref(p.run)(current, job)
+            except EdgeconvError as exc:
+                exc.file = exc.file or _where(source)
+                raise
+            passes.append({"name": p.name, "kind": p.kind, "form": p.form, **(info or {})})
+
+        for p in route:
+            run_stage("convert", lambda p=p: apply(p), timings)
+        forms = [model.form] + [p.to_form for p in route]
+
+        if tgt.precheck is not None:
+            say("pre-check")
+            found = run_stage("precheck", lambda: load_ref(tgt.precheck)(current, job), timings)
+            hard = [(u.node, u.op_type) for u in found if not u.fallback]
+            for u in found:
+                if u.fallback:
+                    job.warn(f"node {u.node} ({u.op_type}) falls back: {u.reason}")
+            if hard:
+                raise UnsupportedOperators(tgt.name, hard, file=_where(source), stage="precheck")
+
+        def optimize() -> None:
+            for p in reg.passes.values():
+                if p.kind == "generic" and p.form == current.form and p.name not in skip_passes:
+                    apply(p)
+            for name in tgt.precision_passes.get(precision, ()):
+                if name not in reg.passes:
+                    raise ToolchainMissing(f"target {tgt.name!r} needs pass {name!r}, which no plugin registers",
+                                           stage="optimize")
+                apply(reg.passes[name])
+
+        run_stage("optimize", optimize, timings)
+        say("export")
+
+        def export() -> Artifact:
+            try:
+                return load_ref(tgt.exporter)(current, job)
+            except EdgeconvError as exc:
+                exc.file = exc.file or _where(source)
+                raise
+            except Exception as exc:
+                raise ToolchainFailed(f"{tgt.name} export failed: {' '.join(str(exc).split())[:300]}",
+                                      file=_where(source), stage="export") from None
+
+        art = run_stage("export", export, timings)
+        if art.form not in forms:
+            forms.append(art.form)
+        art_files = art.files or [art.path]
+        final = lambda p: out.absolute() / Path(p).relative_to(staging)  # noqa: E731
+        report: dict[str, Any] = {
+            "schema": SCHEMA,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "source": {
+                "path": _where(source),
+                "sha256": src_hash,
+                "form": model.form,
+                "size_bytes": src_size,
+                "io": model.io.to_dict(),
+                "meta": model.meta,
+            },
+            "target": tgt.name,
+            "target_provider": tgt.dist,
+            "precision": precision,
+            "options": _jsonable(opts),
+            "route": forms,
+            "passes": passes,
+            "artifact": {
+                "path": str(final(art.path)),
+                "files": [str(final(f)) for f in art_files],
+                "form": art.form,
+                "size_bytes": _files_size(art_files),
+                "manifest": str(out.absolute() / "manifest.json"),
+                "io": art.io.to_dict(),
+                "details": art.details,
+            },
+            "calibration": job._calib.describe() if job._calib is not None else None,
+        }
+        if verify and art.runnable:
+            say("verify")
+            art_model = Model(form=art.form, io=art.io, path=art.path)
+            ver = run_stage(
+                "verify",
+                lambda: verify_models(
+                    model, art_model, data=data, precision=precision, thresholds=thresholds, runs=runs,
+                    warmup=warmup, threads=threads, seed=seed, memory=memory, scratch=Path(scratch),
+                    runner_options=art.runner_options, label_output=label_output, status=say,
+                ),
+                timings,
+            )
+            report.update(ver)
+        else:
+            reason = art.not_runnable_reason if not art.runnable else "verification skipped (--no-verify)"
+            report.update({"fidelity": None, "accuracy": None, "latency_ms": None, "peak_rss_bytes": None,
+                           "runtime": {"artifact": "not run", "reason": reason}})
+        finish(report, budgets, timings, job.warnings + report.pop("_warnings", []),
+               art.tools, not_run=None if (verify and art.runnable) else reason)
+        manifest = {
+            "schema": MANIFEST_SCHEMA,
+            "artifact": [str(Path(f).relative_to(staging)) for f in art_files],
+            "form": art.form,
+            "target": tgt.name,
+            "precision": precision,
+            "source": {k: report["source"][k] for k in ("path", "sha256", "form", "size_bytes")},
+            "route": forms,
+            "options": report["options"],
+            "passes": [{"name": p["name"], **({"settings": p["settings"]} if "settings" in p else {})} for p in passes],
+            "tools": report["versions"],
+            "io": art.io.to_dict(),
+            "source_io": model.io.to_dict(),
+            "calibration": report["calibration"],
+            "runner_options": art.runner_options,
+            "details": art.details,
+            "verification": {k: report.get(k) for k in ("verdict", "fidelity", "accuracy", "latency_ms", "budgets")},
+        }
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+        (staging / "report.json").write_text(json.dumps(report, indent=2, default=str))
+    code = _exit_code(report)
+    return Result(report=report, artifact=out.absolute(), exit_code=code)
+
+
+def _source_size(path: Path | None, model: Model) -> int | None:
+    if path is None or not path.exists():
+        return None
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    size = path.stat().st_size
+    if model.form == "onnx":  # external data beside it
+        from .builtins.onnx_import import check_external_data
+
+        with contextlib.suppress(Exception):
+            import onnx
+
+            size += sum(p.stat().st_size for p in check_external_data(onnx.load(str(path), load_external_data=False), path))
+    return size
+
+
+def _jsonable(opts: dict[str, Any]) -> dict[str, Any]:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in opts.items()}
+
+
+def _exit_code(report: dict[str, Any]) -> int:
+    status = report["verdict"]["status"]
+    return {"pass": 0, "fail": 1}.get(status, 3)
+
+
+def finish(report: dict[str, Any], budgets: Budgets, timings: dict[str, float], warnings: list[str],
+           tools: dict[str, str], not_run: str | None = None) -> None:
+    """Budgets, verdict, timings, versions and warnings: the report's last fields."""
+    report["budgets"] = budgets.evaluate(report) if not not_run else {}
+    fails = [f"output {f['name']}: {'; '.join(f['failures'])}" for f in report.get("fidelity") or [] if not f["pass"]]
+    fails += [f"budget {k}: {b['value']} > {b['limit']}" if b["value"] is not None else f"budget {k}: {b.get('reason')}"
+              for k, b in report["budgets"].items() if not b["pass"]]
+    if not_run:
+        report["verdict"] = {"status": "not-run", "reason": not_run}
+    elif fails:
+        report["verdict"] = {"status": "fail", "reason": fails[0], "failures": fails}
+    else:
+        report["verdict"] = {"status": "pass", "reason": None}
+    report["timings"] = dict(timings)
+    report["versions"] = versions(tools)
+    report["warnings"] = list(dict.fromkeys(warnings))
+
+
+# -- verify -------------------------------------------------------------------------------
+def adapt_inputs(feed: dict[str, Any], src: IOContract, art: IOContract) -> dict[str, Any]:
+    """Feed the artifact what the source got, in the artifact's layout and dtype."""
+    import numpy as np
+
+    out = {}
+    for spec in art.inputs:
+        x = feed[spec.name]
+        src_spec = next((t for t in src.inputs if t.name == spec.name), None)
+        if src_spec is not None:
+            x = _relayout(x, src_spec.layout, spec.layout)
+        if spec.scale is not None:
+            info = np.iinfo(np.dtype(spec.dtype))
+            x = np.clip(np.round(x / spec.scale + (spec.zero_point or 0)), info.min, info.max)
+        out[spec.name] = x.astype(spec.dtype)
+    return out
+
+
+def adapt_outputs(outs: dict[str, Any], src: IOContract, art: IOContract) -> dict[str, Any]:
+    """The artifact's outputs, back in the source's layout and dtype, for comparison."""
+    import numpy as np
+
+    res = {}
+    by_name = {t.name: t for t in art.outputs}
+    for s in src.outputs:
+        if s.name not in outs:
+            continue
+        y = outs[s.name]
+        spec = by_name.get(s.name)
+        if spec is not None and spec.scale is not None:
+            y = (y.astype(np.float32) - (spec.zero_point or 0)) * spec.scale
+        if spec is not None:
+            y = _relayout(y, spec.layout, s.layout)
+        if y.dtype != np.dtype(s.dtype) and y.dtype.kind == "f":
+            y = y.astype(s.dtype)
+        res[s.name] = y
+    return res
+
+
+_PERM = {("NCHW", "NHWC"): (0, 2, 3, 1), ("NHWC", "NCHW"): (0, 3, 1, 2), ("NCW", "NWC"): (0, 2, 1), ("NWC", "NCW"): (0, 2, 1)}
+
+
+def _relayout(x: Any, frm: str | None, to: str | None) -> Any:
+    if not frm or not to or frm == to:
+        return x
+    perm = _PERM.get((frm, to))
+    if perm is None or x.ndim != len(perm):
+        raise BadInput(f"cannot convert layout {frm} to {to} for an array of rank {x.ndim}", stage="verify")
+    return x.transpose(perm)
+
+
+def verify_models(
+    source: Model,
+    artifact: Model,
+    *,
+    data: Any = None,
+    precision: str = "fp32",
+    thresholds: dict[str, float] | None = None,
+    runs: int = 50,
+    warmup: int = 5,
+    threads: int | None = None,
+    seed: int = 0,
+    memory: bool = True,
+    scratch: Path | None = None,
+    runner_options: dict[str, Any] | None = None,
+    label_output: str | None = None,
+    status: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """The fidelity contract: the same inputs through both runners, every output compared."""
+    import numpy as np
+
+    from .verify.bench import latency, peak_memory
+    from .verify.metrics import accuracy, compare, thresholds_for
+    from .verify.runners import make_runner
+
+    say = status or (lambda msg: None)
+    warnings: list[str] = []
+    limits = thresholds_for(precision, thresholds)
+    ds = load_dataset(data, source.io, what="--data", seed=seed)
+    if not ds.meaningful:
+        warnings.append(
+            f"verification data was generated at random (seed {seed}): fidelity compares the models on noise; "
+            "give --data for meaningful accuracy numbers"
+        )
+    src_runner = make_runner(source, threads=threads)
+    art_runner = make_runner(artifact, threads=threads, **(runner_options or {}))
+    src_runner.activate()
+    art_runner.activate()
+    try:
+        refs: dict[str, list[Any]] = {}
+        outs: dict[str, list[Any]] = {}
+        dtypes: dict[str, Any] = {}
+        used = 0
+        say(f"verify on {len(ds)} samples")
+        first_feed = None
+        for feed, sl in ds.feeds(source.io):
+            first_feed = first_feed or feed
+            ref = src_runner.infer(feed)
+            raw = art_runner.infer(adapt_inputs(feed, source.io, artifact.io))
+            for k, v in raw.items():
+                dtypes.setdefault(k, v.dtype)
+            got = adapt_outputs(raw, source.io, artifact.io)
+            for spec in source.io.outputs:
+                refs.setdefault(spec.name, []).append(np.asarray(ref[spec.name]))
+                if spec.name in got:
+                    outs.setdefault(spec.name, []).append(np.asarray(got[spec.name]))
+            used = sl.stop
+        fidelity = []
+        art_dtypes = {t.name: t.dtype for t in artifact.io.outputs}
+        cat = lambda xs: np.concatenate([np.atleast_1d(x) for x in xs])  # noqa: E731
+        for spec in source.io.outputs:
+            if spec.name not in outs:
+                fidelity.append({"name": spec.name, "shape": [], "shape_ok": False, "dtype_ok": False, "pass": False,
+                                 "failures": ["the artifact has no output of this name"]})
+                continue
+            res = compare(spec.name, cat(refs[spec.name]), cat(outs[spec.name]), limits)
+            declared = art_dtypes.get(spec.name)
+            res["dtype_ok"] = declared is None or str(dtypes.get(spec.name)) == declared
+            if not res["dtype_ok"]:
+                res["failures"].append(f"runtime dtype {dtypes.get(spec.name)} != declared {declared}")
+                res["pass"] = False
+            fidelity.append(res)
+        acc = None
+        if ds.labels is not None:
+            name = label_output or source.io.outputs[0].name
+            if name in outs:
+                a_src = accuracy(cat(refs[name]), ds.labels[:used])
+                a_art = accuracy(cat(outs[name]), ds.labels[:used])
+                acc = {"output": name, "samples": used, "source": a_src, "artifact": a_art,
+                       "drop_pp": round((a_src - a_art) * 100, 4)}
+        say("latency")
+        art_feed = adapt_inputs(first_feed, source.io, artifact.io)
+        lat = latency(art_runner, art_feed, runs=runs, warmup=warmup)
+        src_lat = latency(src_runner, first_feed, runs=runs, warmup=warmup)
+        runtime = {"source": src_runner.info, "artifact": art_runner.info}
+    finally:
+        src_runner.deactivate()
+        art_runner.deactivate()
+    mem: dict[str, Any] = {}
+    if memory and artifact.path is not None and scratch is not None:
+        say("memory")
+        feed_file = scratch / "_feed.npz"
+        np.savez(feed_file, **art_feed)
+        opts = {**(runner_options or {}), **({"threads": threads} if threads else {})}
+        mem = peak_memory(artifact.form, artifact.path, opts, feed_file)
+        if "error" in mem:
+            warnings.append(f"peak memory not measured: {mem['error']}")
+    return {
+        "data": ds.describe(),
+        "thresholds": limits,
+        "fidelity": fidelity,
+        "accuracy": acc,
+        "latency_ms": lat,
+        "source_latency_ms": src_lat,
+        "peak_rss_bytes": mem.get("peak_rss_bytes"),
+        "memory": mem or None,
+        "runtime": runtime,
+        "_warnings": warnings,
+    }
+
+
+def load_artifact(path: str | Path) -> tuple[Model, dict[str, Any] | None]:
+    """An output folder (with its manifest) or a model file, as a ``Model``."""
+    p = Path(path)
+    manifest_file = p / "manifest.json" if p.is_dir() else None
+    if manifest_file and manifest_file.is_file():
+        try:
+            manifest = json.loads(manifest_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise BadInput(f"unreadable manifest ({exc})", file=manifest_file, stage="verify") from None
+        io = IOContract.from_dict(manifest["io"])
+        return Model(form=manifest["form"], io=io, path=p / manifest["artifact"][0]), manifest
+    return load(p), None
+
+
+def verify(source: Any, artifact: str | Path, *, data: Any = None, precision: str | None = None,
+           input_shapes: Any = None, budgets: Budgets | None = None, thresholds: dict[str, float] | None = None,
+           runs: int = 50, threads: int | None = None, seed: int = 0, memory: bool = True,
+           label_output: str | None = None, source_form: str | None = None) -> Result:
+    """Verify an existing artifact (an output folder or a model file) against its source."""
+    timings: dict[str, float] = {}
+    src = run_stage("import", lambda: load(source, input_shapes=input_shapes, source_form=source_form), timings)
+    art, manifest = load_artifact(artifact)
+    prec = precision or (manifest or {}).get("precision", "fp32")
+    with tempfile.TemporaryDirectory(prefix="edgeconv-") as scratch:
+        ver = run_stage("verify", lambda: verify_models(
+            src, art, data=data, precision=prec, thresholds=thresholds, runs=runs, threads=threads, seed=seed,
+            memory=memory, scratch=Path(scratch), runner_options=(manifest or {}).get("runner_options"),
+            label_output=label_output), timings)
+    files = [art.path.parent / f for f in manifest["artifact"]] if manifest else [art.path]
+    report: dict[str, Any] = {
+        "schema": SCHEMA,
+        "source": {"path": _where(source), "form": src.form, "io": src.io.to_dict()},
+        "target": (manifest or {}).get("target", art.form),
+        "precision": prec,
+        "route": (manifest or {}).get("route", [src.form, art.form]),
+        "artifact": {"path": str(art.path), "size_bytes": _files_size(files), "form": art.form},
+        **ver,
+    }
+    finish(report, budgets or Budgets(), timings, report.pop("_warnings", []), {})
+    return Result(report, art.path, _exit_code(report))
+
+
+def bench(model: str | Path, *, runs: int = 100, warmup: int = 10, threads: int | None = None,
+          input_shapes: Any = None, data: Any = None, seed: int = 0, memory: bool = True) -> dict[str, Any]:
+    """Latency (and peak memory) of one model or artifact folder on its runner."""
+    import numpy as np
+
+    from .verify.bench import latency, peak_memory
+    from .verify.runners import make_runner
+
+    p = Path(model)
+    if p.is_dir() and (p / "manifest.json").is_file():
+        m, manifest = load_artifact(p)
+    else:
+        m, manifest = load(p, input_shapes=input_shapes), None
+    ds = load_dataset(data, m.io, what="--data", seed=seed, random_samples=1)
+    feed = next(iter(ds.feeds(m.io)))[0]
+    opts = dict((manifest or {}).get("runner_options") or {})
+    with make_runner(m, threads=threads, **opts) as runner:
+        lat = latency(runner, feed, runs=runs, warmup=warmup)
+        info = runner.info
+    mem = {}
+    if memory:
+        with tempfile.TemporaryDirectory(prefix="edgeconv-") as scratch:
+            f = Path(scratch) / "_feed.npz"
+            np.savez(f, **feed)
+            mem = peak_memory(m.form, m.path, {**opts, **({"threads": threads} if threads else {})}, f)
+    return {"schema": "edgeconv.bench/1", "model": str(p), "form": m.form, "latency_ms": lat,
+            "peak_rss_bytes": mem.get("peak_rss_bytes"), "memory": mem, "runtime": info, "versions": versions()}
+
+
+def replace_io(model: Model, io: IOContract) -> Model:
+    return replace(model, io=io)

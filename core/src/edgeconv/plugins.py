@@ -1,0 +1,233 @@
+"""The plugin manager: built-ins by import path, third parties by entry point.
+
+Loading never crashes on one bad plugin. A plugin that fails to import, or whose
+``register_*`` hook raises, is recorded as *broken* (distribution, version, error) and
+every other plugin keeps working. Environment variables:
+
+- ``EDGECONV_LOAD_PLUGINS``: comma-separated allow-list of entry-point plugins (by plugin
+  or distribution name); set but empty loads none. Built-ins always load.
+- ``EDGECONV_DISABLE_PLUGINS``: comma-separated plugins to block (built-ins included,
+  e.g. ``edgeconv.builtins.onnxruntime``).
+- ``EDGECONV_TRACE_PLUGINS=1``: print every hook call (pluggy's tracing).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .errors import BadInput
+from .targets import Importer, Pass, RunnerSpec, Target, did_you_mean
+
+ENTRY_POINT_GROUP = "edgeconv"
+
+DEFAULT_PLUGINS = (
+    "edgeconv.builtins.stages",
+    "edgeconv.builtins.onnx",
+    "edgeconv.builtins.onnxruntime",
+)
+
+REGISTER_HOOKS = ("register_importers", "register_passes", "register_targets", "register_runners")
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    dist: str
+    version: str
+    module: str
+    builtin: bool
+    hooks: list[str] = field(default_factory=list)
+    error: str | None = None  # set when broken
+    stage: str | None = None  # "import" or the hook that raised
+
+    @property
+    def broken(self) -> bool:
+        return self.error is not None
+
+
+@dataclass
+class Registry:
+    importers: dict[str, Importer] = field(default_factory=dict)
+    passes: dict[str, Pass] = field(default_factory=dict)
+    targets: dict[str, Target] = field(default_factory=dict)
+    runners: dict[str, RunnerSpec] = field(default_factory=dict)
+    # target name -> the plugins that all registered it (two or more: unusable)
+    conflicts: dict[str, list[str]] = field(default_factory=dict)
+
+    def target(self, name: str) -> Target:
+        if name in self.conflicts:
+            raise BadInput(
+                f"target {name!r} is registered by more than one plugin: "
+                f"{' and '.join(self.conflicts[name])}; disable one with EDGECONV_DISABLE_PLUGINS",
+                stage="target",
+            )
+        try:
+            return self.targets[name]
+        except KeyError:
+            known = sorted(set(self.targets) | set(self.conflicts))
+            raise BadInput(
+                f"unknown target {name!r} (installed: {', '.join(known) or 'none'})"
+                f"{did_you_mean(name, known)}",
+                stage="target",
+            ) from None
+
+
+pm = pluggy.PluginManager("edgeconv")
+pm.add_hookspecs(hookspecs)
+
+_plugins: dict[str, PluginInfo] = {}
+_registry: Registry | None = None
+_loaded = False
+
+
+def _env_list(name: str) -> set[str] | None:
+    value = os.environ.get(name)
+    if value is None:
+        return None
+    return {v.strip() for v in value.split(",") if v.strip()}
+
+
+def _short_error(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or "no message"
+    return f"{type(exc).__name__}: {text}"
+
+
+def load_plugins() -> None:
+    """Load built-ins and entry-point plugins, once."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    if os.environ.get("EDGECONV_TRACE_PLUGINS"):
+        pm.trace.root.setwriter(lambda msg: print(msg, end="", file=sys.stderr))
+        pm.enable_tracing()
+    blocked = _env_list("EDGECONV_DISABLE_PLUGINS") or set()
+    for name in blocked:
+        pm.set_blocked(name)
+    from . import __version__
+
+    for module in DEFAULT_PLUGINS:
+        info = PluginInfo(module, "edgeconv", __version__, module, builtin=True)
+        _import_and_register(info, lambda m=module: importlib.import_module(m), blocked)
+
+    allow = _env_list("EDGECONV_LOAD_PLUGINS")
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        dist = ep.dist.name if ep.dist else "?"
+        version = ep.dist.version if ep.dist else "?"
+        if allow is not None and ep.name not in allow and dist not in allow:
+            continue
+        info = PluginInfo(ep.name, dist, version, ep.value, builtin=False)
+        _import_and_register(info, ep.load, blocked)
+
+
+def _import_and_register(info: PluginInfo, load: Callable[[], Any], blocked: set[str]) -> None:
+    if info.name in blocked or info.dist in blocked:
+        return
+    if info.name in _plugins:
+        info.error = f"plugin name {info.name!r} is already taken by {_plugins[info.name].dist}"
+        info.stage = "register"
+        _plugins[f"{info.name} ({info.dist})"] = info
+        return
+    _plugins[info.name] = info
+    try:
+        module = load()
+        pm.register(module, name=info.name)
+    except Exception as exc:  # one bad plugin must not take the CLI down
+        info.error, info.stage = _short_error(exc), "import"
+
+
+def register_plugin(obj: Any, name: str, *, dist: str = "<in-process>", version: str = "") -> None:
+    """Register a plugin object in-process (tests, notebooks) and rebuild the registry."""
+    load_plugins()
+    pm.register(obj, name=name)
+    _plugins[name] = PluginInfo(name, dist, version, repr(obj), builtin=False)
+    refresh()
+
+
+def unregister_plugin(name: str) -> None:
+    if pm.get_plugin(name) is not None:
+        pm.unregister(name=name)
+    _plugins.pop(name, None)
+    refresh()
+
+
+def refresh() -> None:
+    """Forget the collected registry; the next ``registry()`` asks the hooks again."""
+    global _registry
+    _registry = None
+    for info in _plugins.values():
+        if info.stage and info.stage != "import" and info.stage != "register":
+            info.error = info.stage = None
+
+
+def plugins() -> list[PluginInfo]:
+    registry()  # hook errors are recorded while collecting
+    for info in _plugins.values():
+        plugin = pm.get_plugin(info.name)
+        if plugin is not None:
+            info.hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
+    return list(_plugins.values())
+
+
+def registry() -> Registry:
+    """Everything the loaded plugins registered, collected once."""
+    global _registry
+    if _registry is not None:
+        return _registry
+    load_plugins()
+    reg = Registry()
+    providers: dict[str, list[str]] = {}
+    for hook_name in REGISTER_HOOKS:
+        caller = getattr(pm.hook, hook_name)
+        for impl in reversed(caller.get_hookimpls()):  # registration order
+            name = impl.plugin_name
+            info = _plugins.get(name)
+            label = f"{info.dist} ({name})" if info and not info.builtin else name
+            collected: list[Any] = []
+            try:
+                impl.function(register=collected.append)
+            except Exception as exc:
+                if info is not None:
+                    info.error, info.stage = _short_error(exc), hook_name
+                continue
+            for record in collected:
+                record.plugin = name
+                if isinstance(record, Target):
+                    record.dist = info.dist if info else "?"
+                    providers.setdefault(record.name, []).append(label)
+                    reg.targets.setdefault(record.name, record)
+                elif isinstance(record, Importer):
+                    reg.importers.setdefault(record.name, record)
+                elif isinstance(record, Pass):
+                    reg.passes.setdefault(record.name, record)
+                elif isinstance(record, RunnerSpec):
+                    reg.runners.setdefault(record.form, record)
+    for target, who in providers.items():
+        if len(who) > 1:
+            reg.conflicts[target] = who
+            reg.targets.pop(target, None)
+    _registry = reg
+    return reg
+
+
+def reset() -> None:
+    """Unload everything (tests)."""
+    global _loaded, _registry
+    for name, _plugin in list(pm.list_name_plugin()):
+        if name is not None:
+            pm.unregister(name=name)
+    for name in list(pm._name2plugin):  # blocked names
+        pm.unblock(name) if hasattr(pm, "unblock") else pm._name2plugin.pop(name, None)
+    _plugins.clear()
+    _registry = None
+    _loaded = False

@@ -1,0 +1,1 @@
+"""Helpers for tests and benchmarks; importing this package needs torch for refnets only."""

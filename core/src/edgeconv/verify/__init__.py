@@ -1,0 +1,1 @@
+"""Verification: the runners' contract, the comparison metrics and the benchmark."""

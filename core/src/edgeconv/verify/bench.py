@@ -1,0 +1,112 @@
+"""Latency after warm-up, and the peak memory of a runner (in a fresh process)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .runners import Runner
+
+
+def latency(
+    runner: Runner,
+    feed: dict[str, np.ndarray],
+    *,
+    runs: int = 50,
+    warmup: int = 5,
+    max_seconds: float = 10.0,
+) -> dict[str, Any]:
+    """Time ``runs`` inferences after ``warmup`` ones (stops early at ``max_seconds``)."""
+    import numpy as np
+
+    for _ in range(warmup):
+        runner.infer(feed)
+    times = []
+    deadline = time.perf_counter() + max_seconds
+    for _ in range(max(1, runs)):
+        t0 = time.perf_counter()
+        runner.infer(feed)
+        times.append((time.perf_counter() - t0) * 1000.0)
+        if time.perf_counter() > deadline and len(times) >= 5:
+            break
+    t = np.array(times)
+    batch = max((a.shape[0] if a.ndim else 1) for a in feed.values()) if feed else 1
+    p50 = float(np.percentile(t, 50))
+    return {
+        "p10": float(np.percentile(t, 10)),
+        "p50": p50,
+        "p90": float(np.percentile(t, 90)),
+        "p99": float(np.percentile(t, 99)),
+        "mean": float(t.mean()),
+        "runs": len(times),
+        "warmup": warmup,
+        "throughput_per_s": float(batch * 1000.0 / p50) if p50 > 0 else None,
+    }
+
+
+def peak_memory(form: str, path: Path, runner_options: dict[str, Any], feed_file: Path, timeout: float = 300) -> dict[str, Any]:
+    """Load the model with its runner in a fresh Python and run one inference.
+
+    Returns ``peak_rss_bytes`` (the process's high-water mark) and ``baseline_rss_bytes``
+    (after importing the runner's modules, before loading the model), so that
+    ``model_rss_bytes`` = peak - baseline is what the model itself costs.
+    """
+    job = json.dumps({"form": form, "path": str(path), "options": runner_options, "feed": str(feed_file)})
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgeconv.verify.bench", job],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": tail}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _status_kb(field: str) -> int:
+    """A memory field of /proc/self/status, in bytes. VmHWM (the peak) belongs to this
+    process image; ru_maxrss would carry over the parent's peak across fork + exec."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise OSError(f"no {field} in /proc/self/status")
+
+
+def _measure(job: dict[str, Any]) -> dict[str, Any]:
+    import numpy as np
+
+    from ..model import IOContract, Model
+    from ..plugins import registry
+    from ..targets import load_ref
+
+    spec = registry().runners[job["form"]]
+    factory = load_ref(spec.factory)
+    with np.load(job["feed"], allow_pickle=False) as z:
+        feed = {k: z[k] for k in z.files}
+    model = Model(form=job["form"], io=IOContract((), ()), path=Path(job["path"]))
+    runner = factory(model, **job["options"])
+    # Import the runtime before the baseline so that only the model's cost is counted.
+    import importlib
+
+    for mod in getattr(runner, "modules", ()):
+        importlib.import_module(mod)
+    baseline = _status_kb("VmRSS")
+    runner.activate()
+    runner.infer(feed)
+    peak = _status_kb("VmHWM")
+    runner.deactivate()
+    return {"peak_rss_bytes": peak, "baseline_rss_bytes": baseline, "model_rss_bytes": max(0, peak - baseline)}
+
+
+if __name__ == "__main__":
+    print(json.dumps(_measure(json.loads(sys.argv[1]))))
