@@ -9,11 +9,9 @@ a plugin never imports a vendor SDK or a framework.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import importlib.util
 import os
-import shutil
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +35,8 @@ def load_ref(ref: Ref) -> Callable[..., Any]:
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    import difflib
+
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
     return f"; did you mean {close[0]!r}?" if close else ""
 
@@ -56,9 +56,15 @@ class Requirement:
         """The cheap check used by ``edgeconv targets`` (no import)."""
         return (
             any(_module_present(m) for m in self.modules)
-            or any(shutil.which(b) for b in self.binaries)
+            or any(_which(b) for b in self.binaries)
             or any(os.environ.get(e) for e in self.env)
         )
+
+
+def _which(binary: str) -> str | None:
+    import shutil
+
+    return shutil.which(binary)
 
 
 def _module_present(name: str) -> bool:

@@ -35,9 +35,18 @@ def simplify(model: Model, job: Any) -> tuple[Model, dict[str, Any]]:
     if slim is None:
         job.warn("simplification returned no model; continuing with the graph as given")
         return model, {"before": before, "after": before, "skipped": "no result"}
-    out = from_proto(slim, None, input_shapes=None)
-    out.io = _keep_io_names(model, out)
+    out = _result(slim, model, "onnxslim")
     return out, {"before": before, "after": _counts(slim), "tool": f"onnxslim {onnxslim.__version__}"}
+
+
+def _result(proto, src: Model, what: str) -> Model:
+    """Wrap a pass's output as a Model (checked): an invalid result is the pass's failure."""
+    try:
+        out = from_proto(proto, None)
+    except BadInput as exc:
+        raise ToolchainFailed(f"{what} produced an invalid model: {exc.cause}", stage="optimize") from None
+    out.io = _keep_io_names(src, out)
+    return out
 
 
 def _keep_io_names(src: Model, out: Model):
@@ -58,10 +67,15 @@ def to_fp16(model: Model, job: Any) -> tuple[Model, dict[str, Any]]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             half = convert_float_to_float16(model.obj, keep_io_types=keep_io)
+            # The converter appends its Cast nodes at the end: sort the graph again.
+            from onnxruntime.transformers.onnx_model import OnnxModel
+
+            sorter = OnnxModel(half)
+            sorter.topological_sort()
+            half = sorter.model
     except Exception as exc:
         raise ToolchainFailed(f"FP16 conversion failed: {_brief(exc)}", stage="optimize") from None
-    out = from_proto(half, None)
-    out.io = _keep_io_names(model, out)
+    out = _result(half, model, "FP16 conversion")
     types = Counter(i.data_type for i in half.graph.initializer)
     return out, {
         "before": _counts(model.obj),
@@ -111,9 +125,7 @@ def _qtype(name: str):
 def _load_quantized(path: Path, model: Model) -> Model:
     import onnx
 
-    out = from_proto(onnx.load(str(path)), None)
-    out.io = _keep_io_names(model, out)
-    return out
+    return _result(onnx.load(str(path)), model, "onnxruntime quantization")
 
 
 def quantize_static(model: Model, job: Any) -> tuple[Model, dict[str, Any]]:

@@ -1,0 +1,43 @@
+"""Shared fixtures: the built-in digits sample, a fresh plugin manager, the CLI runner."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from edgeconv import plugins
+from edgeconv.demo import sample_files
+
+
+@pytest.fixture(scope="session")
+def digits() -> dict[str, Path]:
+    """The shipped digits CNN, its calibration split and its labelled test split."""
+    return sample_files()
+
+
+@pytest.fixture
+def fresh_plugins(monkeypatch):
+    """A plugin manager loaded from scratch (env variables read again), reset afterwards."""
+    plugins.reset()
+    yield plugins
+    plugins.reset()
+
+
+@pytest.fixture
+def cli():
+    """Invoke the CLI in-process: ``cli("targets", "--json")`` -> click Result."""
+    from edgeconv.cli import make_app
+
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(make_app(), list(args))
+
+    return invoke
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
