@@ -149,16 +149,18 @@ def make_app() -> typer.Typer:
         rich_markup_mode=None,
     )
 
+    def _version(value: bool) -> None:
+        if value:
+            typer.echo(f"edgeconv {__version__}")
+            raise typer.Exit(0)
+
     @app.callback()
     def _main(
         debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
-        version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+        version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
     ) -> None:
         if debug:
             _state["debug"] = True
-        if version:
-            typer.echo(f"edgeconv {__version__}")
-            raise typer.Exit(0)
 
     @app.command()
     def convert(

@@ -441,8 +441,9 @@ def convert(
             reason = art.not_runnable_reason if not art.runnable else "verification skipped (--no-verify)"
             report.update({"fidelity": None, "accuracy": None, "latency_ms": None, "peak_rss_bytes": None,
                            "runtime": {"artifact": "not run", "reason": reason}})
-        finish(report, budgets, timings, job.warnings + report.pop("_warnings", []),
-               art.tools, not_run=None if (verify and art.runnable) else reason)
+        finish(report, budgets, timings, job.warnings + report.pop("_warnings", []), art.tools,
+               not_run=None if (verify and art.runnable) else reason,
+               not_run_code=0 if art.runnable else 3)  # 3: this host lacks what runs the artifact
         manifest = {
             "schema": MANIFEST_SCHEMA,
             "artifact": [str(Path(f).relative_to(staging)) for f in art_files],
@@ -488,23 +489,22 @@ def _jsonable(opts: dict[str, Any]) -> dict[str, Any]:
 
 
 def _exit_code(report: dict[str, Any]) -> int:
-    status = report["verdict"]["status"]
-    return {"pass": 0, "fail": 1}.get(status, 3)
+    return report["verdict"]["exit_code"]
 
 
 def finish(report: dict[str, Any], budgets: Budgets, timings: dict[str, float], warnings: list[str],
-           tools: dict[str, str], not_run: str | None = None) -> None:
-    """Budgets, verdict, timings, versions and warnings: the report's last fields."""
-    report["budgets"] = budgets.evaluate(report) if not not_run else {}
+           tools: dict[str, str], not_run: str | None = None, not_run_code: int = 0) -> None:
+    """Budgets, verdict (with its exit code), timings, versions and warnings."""
+    report["budgets"] = budgets.evaluate(report)
     fails = [f"output {f['name']}: {'; '.join(f['failures'])}" for f in report.get("fidelity") or [] if not f["pass"]]
     fails += [f"budget {k}: {b['value']} > {b['limit']}" if b["value"] is not None else f"budget {k}: {b.get('reason')}"
               for k, b in report["budgets"].items() if not b["pass"]]
-    if not_run:
-        report["verdict"] = {"status": "not-run", "reason": not_run}
-    elif fails:
-        report["verdict"] = {"status": "fail", "reason": fails[0], "failures": fails}
+    if fails:
+        report["verdict"] = {"status": "fail", "reason": fails[0], "failures": fails, "exit_code": 1}
+    elif not_run:
+        report["verdict"] = {"status": "not-run", "reason": not_run, "exit_code": not_run_code}
     else:
-        report["verdict"] = {"status": "pass", "reason": None}
+        report["verdict"] = {"status": "pass", "reason": None, "exit_code": 0}
     report["timings"] = dict(timings)
     report["versions"] = versions(tools)
     report["warnings"] = list(dict.fromkeys(warnings))

@@ -165,7 +165,8 @@ def render_demo(reports: list[dict[str, Any]], console) -> None:
 
     t = Table(title="edgeconv demo: digits CNN, every ready target", title_justify="left")
     for col in ("target", "precision", "size", "latency p50", "accuracy", "drop", "verdict"):
-        t.add_column(col, justify="left" if col in ("target", "precision", "verdict") else "right")
+        t.add_column(col, justify="left" if col in ("target", "precision", "verdict") else "right",
+                     no_wrap=col != "verdict")
     for r in reports:
         acc = r.get("accuracy") or {}
         lat = r.get("latency_ms") or {}
