@@ -18,7 +18,7 @@ import typer
 from . import __version__
 from .errors import EXIT_FAILED, EXIT_TOOLCHAIN, EdgeconvError
 
-_state = {"debug": bool(os.environ.get("EDGECONV_DEBUG"))}
+_state = {"debug": bool(os.environ.get("EDGECONV_DEBUG")), "terminated": False}
 
 
 def _err(message: str) -> None:
@@ -43,6 +43,9 @@ def guard() -> Iterator[None]:
         _err("interrupted; no output was written")
         raise typer.Exit(130) from None
     except Exception as exc:
+        if _state["terminated"]:  # SIGTERM landed inside a C extension (e.g. during an import)
+            _err("interrupted; no output was written")
+            raise typer.Exit(130) from None
         if _state["debug"]:
             import traceback
 
@@ -111,6 +114,16 @@ def _preprocess(mean: str | None, std: str | None, bgr: bool, layout: str | None
     return Preprocess(mean=floats(mean, (0.0,), "--mean"), std=floats(std, (1.0,), "--std"), bgr=bgr, layout=layout)
 
 
+def _source_options(weights=None, trust_pickle=False, trust_code=False, dynamic=None, exporter=None, opset=None):
+    from .errors import BadInput
+
+    if exporter not in (None, "dynamo", "torchscript"):
+        raise BadInput(f"--exporter {exporter!r} must be dynamo or torchscript", stage="options")
+    opts = {"weights": weights, "trust_pickle": trust_pickle, "trust_code": trust_code, "dynamic": dynamic,
+            "exporter": exporter, "opset": opset}
+    return {k: v for k, v in opts.items() if v}
+
+
 def _emit(result, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(result.report, indent=2, default=str))
@@ -132,6 +145,12 @@ MaxDrop = Annotated[Optional[str], typer.Option("--max-accuracy-drop", help="Bud
 Threads = Annotated[Optional[int], typer.Option("--threads", help="Runtime threads for verification and latency.")]
 Runs = Annotated[int, typer.Option("--runs", help="Timed inferences after warm-up.")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed for generated data.")]
+Weights = Annotated[Optional[Path], typer.Option("--weights", help="PyTorch factory sources: a state_dict (.safetensors, or .pt/.pth read with weights_only=True).")]
+TrustPickle = Annotated[bool, typer.Option("--trust-pickle", help="Allow loading a pickled PyTorch model (runs code from the file).")]
+TrustCode = Annotated[bool, typer.Option("--trust-code", help="Allow Keras Lambda layers (runs code from the file).")]
+Dynamic = Annotated[Optional[list[str]], typer.Option("--dynamic", help="Name a dynamic batch axis for framework sources, e.g. --dynamic batch.")]
+Exporter = Annotated[Optional[str], typer.Option("--exporter", help="PyTorch -> ONNX exporter: torchscript or dynamo (default: by rule, see docs).")]
+Opset = Annotated[Optional[int], typer.Option("--opset", help="ONNX opset for framework sources.")]
 Thresh = Annotated[Optional[list[str]], typer.Option("--threshold", help="Override a fidelity threshold: cosine=0.99, sqnr_db=20, top1=0.9.")]
 
 
@@ -190,6 +209,12 @@ def make_app() -> typer.Typer:
         bgr: Annotated[bool, typer.Option("--bgr", help="Images in BGR channel order.")] = False,
         layout: Annotated[Optional[str], typer.Option("--layout", help="Image layout NCHW or NHWC (default: from the model).")] = None,
         label_output: Annotated[Optional[str], typer.Option("--label-output", help="Output holding class scores for accuracy (default: the first).")] = None,
+        weights: Weights = None,
+        trust_pickle: TrustPickle = False,
+        trust_code: TrustCode = False,
+        dynamic: Dynamic = None,
+        exporter: Exporter = None,
+        opset: Opset = None,
         as_json: JsonOpt = False,
     ) -> None:
         """Convert MODEL for a target, verify it against the source, and report."""
@@ -205,6 +230,7 @@ def make_app() -> typer.Typer:
                     thresholds=_thresholds(threshold), verify=not no_verify, runs=runs, threads=threads,
                     seed=seed, source_form=source_form, via=via, preprocess=_preprocess(mean, std, bgr, layout),
                     skip_passes=tuple(skip_pass or ()), memory=not no_memory, label_output=label_output,
+                    source_options=_source_options(weights, trust_pickle, trust_code, dynamic, exporter, opset),
                     status=status,
                 )
         _emit(result, as_json)
@@ -224,6 +250,9 @@ def make_app() -> typer.Typer:
         runs: Runs = 50,
         seed: Seed = 0,
         label_output: Annotated[Optional[str], typer.Option("--label-output")] = None,
+        weights: Weights = None,
+        trust_pickle: TrustPickle = False,
+        trust_code: TrustCode = False,
         as_json: JsonOpt = False,
     ) -> None:
         """Verify an existing artifact against its source (the fidelity contract)."""
@@ -235,6 +264,7 @@ def make_app() -> typer.Typer:
                 source, artifact, data=data, precision=precision, input_shapes=input_shape,
                 budgets=Budgets.parse(max_size, max_latency, max_accuracy_drop), thresholds=_thresholds(threshold),
                 runs=runs, threads=threads, seed=seed, label_output=label_output,
+                source_options=_source_options(weights, trust_pickle, trust_code),
             )
         _emit(result, as_json)
 
@@ -268,13 +298,18 @@ def make_app() -> typer.Typer:
         model: Annotated[str, typer.Argument(help="The model.")],
         input_shape: ShapeOpt = None,
         source_form: Annotated[Optional[str], typer.Option("--from")] = None,
+        weights: Weights = None,
+        trust_pickle: TrustPickle = False,
+        trust_code: TrustCode = False,
+        dynamic: Dynamic = None,
         as_json: JsonOpt = False,
     ) -> None:
         """Show a model's IO contract, operator histogram and which targets support its ops."""
         with guard():
             from .inspect import inspect_model
 
-            info = inspect_model(model, input_shapes=input_shape, source_form=source_form)
+            info = inspect_model(model, input_shapes=input_shape, source_form=source_form,
+                                 options=_source_options(weights, trust_pickle, trust_code, dynamic))
         if as_json:
             typer.echo(json.dumps(info, indent=2, default=str))
             return
@@ -392,18 +427,20 @@ def make_app() -> typer.Typer:
 
 
 def _render_inspect(info: dict[str, Any]) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from .model import format_shape
 
     console = _console()
-    console.print(f"[bold]{info['source']}[/] ({info['form']})  {json.dumps(info.get('meta', {}), default=str)}")
+    console.print(f"[bold]{escape(info['source'])}[/] ({info['form']})  {escape(json.dumps(info.get('meta', {}), default=str))}")
     t = Table(title="IO contract", title_justify="left")
     for col in ("", "name", "shape", "dtype", "layout"):
         t.add_column(col)
     for role in ("inputs", "outputs"):
         for spec in info["io"][role]:
-            t.add_row(role[:-1], spec["name"], format_shape(tuple(spec["shape"])), spec["dtype"], spec.get("layout") or "")
+            t.add_row(role[:-1], escape(spec["name"]), escape(format_shape(tuple(spec["shape"]))), spec["dtype"],
+                      spec.get("layout") or "")
     console.print(t)
     if info.get("ops"):
         console.print("ops: " + ", ".join(f"{k} x{v}" for k, v in info["ops"].items()))
@@ -417,6 +454,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``edgeconv`` script."""
 
     def _term(signum, frame):  # SIGTERM unwinds like Ctrl-C: temporary output is removed
+        _state["terminated"] = True
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _term)

@@ -152,7 +152,7 @@ def load_dataset(
         raise BadInput(f"{what} path does not exist", file=path, stage="data")
     if path.is_dir():
         ds = _load_images(path, io, preprocess or Preprocess(), what)
-    elif path.suffix == ".npz":
+    elif path.suffix.lower() == ".npz":
         try:
             with np.load(path, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
@@ -160,7 +160,7 @@ def load_dataset(
             raise BadInput(f"{what} is not a readable .npz file ({type(exc).__name__}: {exc})", file=path, stage="data") from None
         labels = arrays.pop(LABELS, None)
         ds = Dataset(_match_keys(arrays, io, path, what), "npz", str(path), sha256_path(path), labels=labels)
-    elif path.suffix == ".npy":
+    elif path.suffix.lower() == ".npy":
         if len(io.inputs) != 1:
             raise BadInput(f"{what}: a .npy file can only feed a single-input model; use .npz keyed by input name", file=path, stage="data")
         try:
@@ -226,7 +226,15 @@ def _check(ds: Dataset, io: IOContract, what: str, limit: int | None) -> Dataset
         if not np.isfinite(arr).all() if arr.dtype.kind == "f" else False:
             raise BadInput(f"{what}: input {spec.name!r} contains NaN or Inf", file=where, stage="data")
         ds.arrays[spec.name] = arr if limit is None else arr[:limit]
-        counts.add(len(ds.arrays[spec.name]))
+        n, batch = len(ds.arrays[spec.name]), spec.shape[0] if spec.shape else None
+        if ds.batched[spec.name] and isinstance(batch, int) and 0 < n < batch:
+            # feeds() yields whole batches only: there would be nothing to run
+            raise BadInput(
+                f"{what}: input {spec.name!r} holds {n} sample(s), fewer than the model's fixed batch size {batch}",
+                file=where,
+                stage="data",
+            )
+        counts.add(n)
     if ds.labels is not None:
         ds.labels = ds.labels if limit is None else ds.labels[:limit]
         counts.add(len(ds.labels))
@@ -291,8 +299,23 @@ def _load_images(folder: Path, io: IOContract, pre: Preprocess, what: str) -> Da
             file=folder,
             stage="data",
         )
+    if c not in (1, 3):
+        raise BadInput(
+            f"{what}: input {spec.name!r} {format_shape(spec.shape)} read as {layout} has {c} channels; "
+            "images give 1 (grey) or 3 (RGB/BGR) (check --layout)",
+            file=folder,
+            stage="data",
+        )
     mean = np.array(pre.mean, dtype=np.float32).reshape(-1)
     std = np.array(pre.std, dtype=np.float32).reshape(-1)
+    for opt, vals in (("--mean", mean), ("--std", std)):
+        if len(vals) not in (1, c) or (opt == "--std" and not (vals != 0).all()):
+            raise BadInput(
+                f"{what}: {opt} {','.join(f'{v:g}' for v in vals)} must give 1 or {c} value(s)"
+                f"{' (none of them 0)' if opt == '--std' else ''} for input {spec.name!r} with {c} channel(s)",
+                file=folder,
+                stage="data",
+            )
     out = np.empty((len(files), h, w, c), dtype=np.float32)
     h_all = hashlib.sha256()
     for i, f in enumerate(files):
@@ -300,7 +323,7 @@ def _load_images(folder: Path, io: IOContract, pre: Preprocess, what: str) -> Da
             with Image.open(f) as im:
                 im = im.convert("L" if c == 1 else "RGB").resize((w, h), Image.BILINEAR)
                 px = np.asarray(im, dtype=np.float32).reshape(h, w, c)
-        except (UnidentifiedImageError, OSError) as exc:
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
             raise BadInput(f"{what}: cannot read image ({exc})", file=f, stage="data") from None
         if pre.bgr and c == 3:
             px = px[..., ::-1]

@@ -9,10 +9,11 @@ from .plugins import registry
 from .targets import load_ref
 
 
-def inspect_model(source: Any, *, input_shapes: Any = None, source_form: str | None = None) -> dict[str, Any]:
+def inspect_model(source: Any, *, input_shapes: Any = None, source_form: str | None = None,
+                  options: dict[str, Any] | None = None) -> dict[str, Any]:
     from .pipeline import find_route, load
 
-    model = load(source, input_shapes=input_shapes, source_form=source_form)
+    model = load(source, input_shapes=input_shapes, source_form=source_form, options=options)
     out: dict[str, Any] = {
         "schema": "edgeconv.inspect/1",
         "source": str(source),

@@ -69,6 +69,7 @@ class Job:
     scratch: Path  # intermediate files, never part of the output
     stem: str
     source_io: IOContract
+    source_options: dict[str, Any] = field(default_factory=dict)
     input_profiles: dict[str, list[tuple[int, ...]]] = field(default_factory=dict)
     calibration_source: Any = None
     preprocess: Preprocess | None = None
@@ -304,6 +305,7 @@ def convert(
     skip_passes: tuple[str, ...] = (),
     memory: bool = True,
     label_output: str | None = None,
+    source_options: dict[str, Any] | None = None,
     status: Callable[[str], None] | None = None,
 ) -> Result:
     """Convert ``source`` for ``target``, verify the artifact against the source, report.
@@ -311,6 +313,10 @@ def convert(
     Returns a ``Result`` with the artifact folder, the report (schema
     ``edgeconv.report/1``) and the exit code (0 pass, 1 verification/budget failed).
     Bad input, a missing or failing toolchain raise ``EdgeconvError`` subclasses.
+
+    ``source_options`` go to the importer and the route: ``example_inputs``, ``input_names``,
+    ``output_names``, ``dynamic`` (axis names, e.g. ``["batch"]``), ``weights``,
+    ``trust_pickle``, ``trust_code``, ``exporter`` (``dynamo``/``torchscript``), ``opset``.
     """
     say = status or (lambda msg: None)
     timings: dict[str, float] = {}
@@ -326,17 +332,21 @@ def convert(
     profiles = _profiles(input_shapes)
 
     say("importing")
-    model = run_stage("import", lambda: load(source, input_shapes=profiles, source_form=source_form), timings)
+    source_options = dict(source_options or {})
+    model = run_stage("import", lambda: load(source, input_shapes=profiles, source_form=source_form,
+                                             options=source_options), timings)
     src_path = Path(source) if isinstance(source, (str, Path)) else None
     say("routing")
     route = run_stage("route", lambda: find_route(model.form, tgt, via), timings)
     stem = src_path.stem if src_path else "model"
+    if isinstance(source, str) and not src_path.exists() and ":" in source:  # file.py:factory
+        stem = Path(source.split(":")[0]).stem
     out = Path(output) if output else Path.cwd() / f"{stem}-{tgt.name}-{precision}"
     src_hash = sha256_path(src_path) if src_path and src_path.exists() else None
     src_size = _source_size(src_path, model)
 
     with staged_output(out, force) as staging, tempfile.TemporaryDirectory(prefix="edgeconv-") as scratch:
-        job = Job(tgt, precision, opts, staging, Path(scratch), stem, model.io, profiles,
+        job = Job(tgt, precision, opts, staging, Path(scratch), stem, model.io, source_options, profiles,
                   calibration, preprocess, seed, status=say)
         passes: list[dict[str, Any]] = []
         current = model
@@ -688,10 +698,12 @@ def load_artifact(path: str | Path) -> tuple[Model, dict[str, Any] | None]:
 def verify(source: Any, artifact: str | Path, *, data: Any = None, precision: str | None = None,
            input_shapes: Any = None, budgets: Budgets | None = None, thresholds: dict[str, float] | None = None,
            runs: int = 50, threads: int | None = None, seed: int = 0, memory: bool = True,
-           label_output: str | None = None, source_form: str | None = None) -> Result:
+           label_output: str | None = None, source_form: str | None = None,
+           source_options: dict[str, Any] | None = None) -> Result:
     """Verify an existing artifact (an output folder or a model file) against its source."""
     timings: dict[str, float] = {}
-    src = run_stage("import", lambda: load(source, input_shapes=input_shapes, source_form=source_form), timings)
+    src = run_stage("import", lambda: load(source, input_shapes=input_shapes, source_form=source_form,
+                                           options=source_options), timings)
     art, manifest = load_artifact(artifact)
     prec = precision or (manifest or {}).get("precision", "fp32")
     with tempfile.TemporaryDirectory(prefix="edgeconv-") as scratch:

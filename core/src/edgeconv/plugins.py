@@ -32,6 +32,8 @@ DEFAULT_PLUGINS = (
     "edgeconv.builtins.stages",
     "edgeconv.builtins.onnx",
     "edgeconv.builtins.onnxruntime",
+    "edgeconv.builtins.torch",
+    "edgeconv.builtins.tensorflow",
 )
 
 REGISTER_HOOKS = ("register_importers", "register_passes", "register_targets", "register_runners")

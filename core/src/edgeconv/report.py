@@ -99,6 +99,7 @@ def human_size(n: int | None) -> str:
 
 def render(report: dict[str, Any], console) -> None:
     """Print one conversion's report as rich tables."""
+    from rich.markup import escape as e
     from rich.table import Table
 
     verdict = report.get("verdict", {})
@@ -106,14 +107,14 @@ def render(report: dict[str, Any], console) -> None:
     art = report.get("artifact") or {}
     route = " -> ".join(report.get("route") or [])
     console.print(
-        f"[bold]{report['source']['path']}[/] -> [bold]{report['target']}[/] {report['precision']}"
-        f"  ({route})  [{colour}]{verdict.get('status', '?').upper()}[/]"
-        + (f": {verdict['reason']}" if verdict.get("reason") else "")
+        f"[bold]{e(report['source']['path'])}[/] -> [bold]{report['target']}[/] {report['precision']}"
+        f"  ({e(route)})  [{colour}]{verdict.get('status', '?').upper()}[/]"
+        + (f": {e(verdict['reason'])}" if verdict.get("reason") else "")
     )
     if art:
         src_size = report["source"].get("size_bytes")
         ratio = f" ({art['size_bytes'] / src_size:.2f}x source)" if src_size and art.get("size_bytes") else ""
-        console.print(f"artifact: {art.get('path')}  {human_size(art.get('size_bytes'))}{ratio}")
+        console.print(f"artifact: {e(str(art.get('path')))}  {human_size(art.get('size_bytes'))}{ratio}")
     fid = report.get("fidelity") or []
     if fid:
         t = Table(title="fidelity (artifact vs source)", title_justify="left")
@@ -129,7 +130,7 @@ def render(report: dict[str, Any], console) -> None:
                 _fmt(f.get("mean_abs"), ".3g"),
                 _fmt(f.get("sqnr_db"), ".1f"),
                 _fmt(top, ".3f"),
-                "[green]yes[/]" if f["pass"] else f"[red]no[/] {'; '.join(f['failures'])}",
+                "[green]yes[/]" if f["pass"] else f"[red]no[/] {e('; '.join(f['failures']))}",
             )
         console.print(t)
     acc = report.get("accuracy")
@@ -153,7 +154,7 @@ def render(report: dict[str, Any], console) -> None:
         mark = "[green]pass[/]" if b["pass"] else "[red]FAIL[/]"
         console.print(f"budget {name}: {b['value']} <= {b['limit']}: {mark}" + (f" ({b['proxy']})" if b.get("proxy") else ""))
     for w in report.get("warnings") or []:
-        console.print(f"[yellow]warning:[/] {w}")
+        console.print(f"[yellow]warning:[/] {e(w)}")
 
 
 def _fmt(v: float | None, spec: str) -> str:
@@ -161,6 +162,7 @@ def _fmt(v: float | None, spec: str) -> str:
 
 
 def render_demo(reports: list[dict[str, Any]], console) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     t = Table(title="edgeconv demo: digits CNN, every ready target", title_justify="left")
@@ -179,6 +181,6 @@ def render_demo(reports: list[dict[str, Any]], console) -> None:
             f"{lat['p50']:.3f} ms" if lat.get("p50") is not None else "-",
             f"{acc['artifact'] * 100:.2f} %" if acc else "-",
             f"{acc['drop_pp']:+.2f} pp" if acc else "-",
-            f"[{colour}]{status}[/]" + (f" {r['verdict'].get('reason')}" if status != "pass" and r["verdict"].get("reason") else ""),
+            f"[{colour}]{status}[/]" + (f" {escape(str(r['verdict'].get('reason')))}" if status != "pass" and r["verdict"].get("reason") else ""),
         )
     console.print(t)

@@ -40,6 +40,8 @@ def read(path: Path):
         proto = onnx.load(str(path), load_external_data=False)
     except (DecodeError, ValueError, RuntimeError, UnicodeDecodeError) as exc:
         raise BadInput(f"is not a valid ONNX file (protobuf parse failed: {_brief(exc)})", file=path, stage="import") from None
+    except OSError as exc:  # e.g. no read permission
+        raise BadInput(f"cannot be read ({exc.strerror or _brief(exc)})", file=path, stage="import") from None
     if proto.ir_version <= 0 or not proto.opset_import or not proto.HasField("graph"):
         raise BadInput("is not a valid ONNX model (no IR version, opset or graph: truncated or not ONNX)", file=path, stage="import")
     if proto.ir_version > onnx.IR_VERSION:
@@ -77,14 +79,22 @@ def check_external_data(proto, path: Path) -> list[Path]:
                 file=path,
                 stage="import",
             )
-        target = (base / location).resolve()
+        try:  # a crafted location may hold a NUL byte or be too long for the OS
+            target = (base / location).resolve()
+            is_file = target.is_file()
+        except (OSError, ValueError) as exc:
+            raise BadInput(
+                f"tensor {tensor.name!r} has an invalid external data location {location[:80]!r} ({_brief(exc)[:80]})",
+                file=path,
+                stage="import",
+            ) from None
         if base != target and base not in target.parents:
             raise BadInput(
                 f"tensor {tensor.name!r} points to external data outside the model's folder ({location!r})",
                 file=path,
                 stage="import",
             )
-        if not target.is_file():
+        if not is_file:
             raise BadInput(f"external data file {location!r} of tensor {tensor.name!r} is missing", file=path, stage="import")
         found.append(target)
     return sorted(set(found))

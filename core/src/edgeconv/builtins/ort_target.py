@@ -30,6 +30,10 @@ def export(model: Model, job: Any):
     )
 
 
+# Ops onnxruntime resolves while loading the graph, without a kernel (folded into initializers).
+_GRAPH_LEVEL = {("", "Constant")}
+
+
 @lru_cache(maxsize=1)
 def _kernels() -> dict[tuple[str, str], list[tuple[int, int]]]:
     from onnxruntime.capi import _pybind_state as C
@@ -58,7 +62,7 @@ def precheck(model: Model, job: Any = None) -> list[Unsupported]:
     out = []
     for node in _all_nodes(proto.graph):
         domain = "" if node.domain in ("", "ai.onnx") else node.domain
-        if (domain, node.op_type) in local:
+        if (domain, node.op_type) in local or (domain, node.op_type) in _GRAPH_LEVEL:
             continue
         version = opsets.get(domain, 1)
         since = version
