@@ -10,7 +10,7 @@ import onnx
 import pytest
 
 import edgeconv
-from conftest import sha256
+from edgeconv.data import sha256_path as sha256
 
 
 @pytest.fixture(scope="module")

@@ -333,6 +333,12 @@ def make_app() -> typer.Typer:
                 "accepts": list(t.accepts), "suffix": t.suffix,
                 "options": [{"name": o.name, "type": o.type.__name__, "default": o.default, "help": o.help} for o in t.options],
             })
+        from .targets import KNOWN_TARGETS
+
+        for name, (dist, title, hint) in sorted(KNOWN_TARGETS.items()):
+            if name not in reg.targets and name not in reg.conflicts:
+                rows.append({"name": name, "title": title, "status": "missing", "hint": hint,
+                             "provider": f"{dist} (not installed)"})
         for name, who in sorted(reg.conflicts.items()):
             rows.append({"name": name, "status": "conflict", "hint": f"registered by {' and '.join(who)}", "provider": ", ".join(who)})
         for p in plugins():

@@ -23,8 +23,8 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .errors import BadInput
-from .targets import Importer, Pass, RunnerSpec, Target, did_you_mean
+from .errors import BadInput, ToolchainMissing
+from .targets import KNOWN_TARGETS, Importer, Pass, RunnerSpec, Target, did_you_mean
 
 ENTRY_POINT_GROUP = "edgeconv"
 
@@ -74,7 +74,11 @@ class Registry:
         try:
             return self.targets[name]
         except KeyError:
-            known = sorted(set(self.targets) | set(self.conflicts))
+            if name in KNOWN_TARGETS:
+                dist, title, hint = KNOWN_TARGETS[name]
+                raise ToolchainMissing(f"target {name!r} ({title}) comes with the {dist} plugin, which is not "
+                                       "installed", stage="target", hint=hint) from None
+            known = sorted(set(self.targets) | set(self.conflicts) | set(KNOWN_TARGETS))
             raise BadInput(
                 f"unknown target {name!r} (installed: {', '.join(known) or 'none'})"
                 f"{did_you_mean(name, known)}",

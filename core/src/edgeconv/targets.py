@@ -22,6 +22,21 @@ Ref = str | Callable[..., Any]  # "module:attr" or the callable itself
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "int8-dynamic")
 
+# Targets published as separate distributions (plugins/edgeconv-*). When no installed plugin
+# registers one, `edgeconv targets` lists it as missing with this hint, and `--to` it exits 3.
+# edgeconv never installs anything itself. (No edgeconv distribution is on PyPI yet: from a
+# checkout the extra resolves only with the plugin path in the same pip command.)
+KNOWN_TARGETS: dict[str, tuple[str, str, str]] = {
+    name: (dist, title, f'pip install "edgeconv[{extra}]" (from a checkout: pip install -e "./core[{extra}]" -e ./plugins/{dist})')
+    for name, dist, extra, title in (
+        ("openvino", "edgeconv-openvino", "openvino", "OpenVINO IR for Intel CPUs, GPUs and NPUs"),
+        ("tflite", "edgeconv-tflite", "tflite", "TFLite / LiteRT for ARM boards and phones"),
+        ("tensorrt", "edgeconv-tensorrt", "jetson", "TensorRT plans for NVIDIA Jetson and GPUs"),
+        ("ascend", "edgeconv-ascend", "ascend", ".om for Huawei Ascend NPUs (ATC)"),
+        ("sophon", "edgeconv-sophon", "sophon", ".bmodel for Sophgo Sophon (tpu-mlir)"),
+    )
+}
+
 
 def load_ref(ref: Ref) -> Callable[..., Any]:
     """Resolve a lazy ``"module:attr"`` reference (imports the module now)."""

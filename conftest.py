@@ -1,8 +1,7 @@
-"""Shared fixtures: the built-in digits sample, a fresh plugin manager, the CLI runner."""
+"""Shared fixtures for tests/ and plugins/*/tests: the digits sample, a fresh plugin manager, the CLI."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pytest
@@ -37,7 +36,3 @@ def cli():
         return runner.invoke(make_app(), list(args))
 
     return invoke
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
