@@ -686,13 +686,40 @@ def load_artifact(path: str | Path) -> tuple[Model, dict[str, Any] | None]:
     p = Path(path)
     manifest_file = p / "manifest.json" if p.is_dir() else None
     if manifest_file and manifest_file.is_file():
-        try:
-            manifest = json.loads(manifest_file.read_text())
-        except (OSError, ValueError) as exc:
-            raise BadInput(f"unreadable manifest ({exc})", file=manifest_file, stage="verify") from None
+        manifest = read_manifest(manifest_file)
         io = IOContract.from_dict(manifest["io"])
         return Model(form=manifest["form"], io=io, path=p / manifest["artifact"][0]), manifest
     return load(p), None
+
+
+def read_manifest(file: Path) -> dict[str, Any]:
+    """Read and check a manifest: its schema, fields, and files that stay inside its folder."""
+    def bad(why: str) -> BadInput:
+        return BadInput(f"not a valid edgeconv manifest: {why}", file=file, stage="verify")
+
+    try:
+        manifest = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BadInput(f"unreadable manifest ({' '.join(str(exc).split())[:200]})", file=file, stage="verify") from None
+    if not isinstance(manifest, dict) or manifest.get("schema") != MANIFEST_SCHEMA:
+        raise bad(f"schema is not {MANIFEST_SCHEMA!r}")
+    files = manifest.get("artifact")
+    if not isinstance(manifest.get("form"), str) or not isinstance(files, list) or not files:
+        raise bad("'form' or 'artifact' is missing")
+    base = file.parent.resolve()
+    for name in files:
+        if not isinstance(name, str) or not name or Path(name).is_absolute():
+            raise bad(f"artifact file {name!r} is not a relative path")
+        target = (base / name).resolve()
+        if base not in target.parents:
+            raise bad(f"artifact file {name!r} points outside the folder")
+        if not target.is_file():
+            raise bad(f"artifact file {name!r} is missing")
+    try:
+        IOContract.from_dict(manifest["io"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise bad(f"'io' is not an IO contract ({type(exc).__name__}: {exc})") from None
+    return manifest
 
 
 def verify(source: Any, artifact: str | Path, *, data: Any = None, precision: str | None = None,
