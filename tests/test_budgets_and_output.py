@@ -120,3 +120,45 @@ def test_sigterm_mid_conversion_removes_the_staging_folder(digits, tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_disk_full_while_writing_leaves_nothing(cli, digits, tmp_path, monkeypatch):
+    import errno
+
+    import onnx
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(onnx, "save", full)  # the exporter's writer fails as on a full disk
+    res = cli("convert", str(digits["model"]), "-o", str(tmp_path / "o"), "--no-verify")
+    assert res.exit_code == 2
+    assert "cannot write the output (No space left on device)" in res.stderr and str(tmp_path / "o") in res.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unwritable_output_folder(cli, digits, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")  # a file where a folder should be: not writable as a parent, even for root
+    res = cli("convert", str(digits["model"]), "-o", str(blocker / "sub" / "o"), "--no-verify")
+    assert res.exit_code == 2 and "cannot write to the output folder" in res.stderr
+    assert blocker.read_text() == "x"
+
+
+def test_sigint_mid_conversion_removes_the_staging_folder(digits, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    exe = Path(sys.executable).parent / "edgeconv"
+    proc = subprocess.Popen([str(exe), "convert", str(digits["model"]), "-o", str(tmp_path / "o"), "--runs", "100000"],
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(tmp_path.glob(".o.tmp-*")):
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import json
 import os
 import platform
@@ -345,137 +346,153 @@ def convert(
     src_hash = sha256_path(src_path) if src_path and src_path.exists() else None
     src_size = _source_size(src_path, model)
 
-    with staged_output(out, force) as staging, tempfile.TemporaryDirectory(prefix="edgeconv-") as scratch:
-        job = Job(tgt, precision, opts, staging, Path(scratch), stem, model.io, source_options, profiles,
-                  calibration, preprocess, seed, status=say)
-        passes: list[dict[str, Any]] = []
-        current = model
+    def write() -> dict[str, Any]:
+        """Everything that writes lands in a staging folder, renamed into place at the end."""
+        with staged_output(out, force) as staging, tempfile.TemporaryDirectory(prefix="edgeconv-") as scratch:
+            job = Job(tgt, precision, opts, staging, Path(scratch), stem, model.io, source_options, profiles,
+                      calibration, preprocess, seed, status=say)
+            passes: list[dict[str, Any]] = []
+            current = model
 
-        def apply(p: Pass) -> None:
-            nonlocal current
-            miss = [r for r in p.requirements if not r.satisfied()]
-            if miss:
-                raise ToolchainMissing(f"pass {p.name} needs {miss[0].what}", stage="optimize", hint=miss[0].hint)
-            say(f"{p.name}")
-            try:
-                current, info = load_ref(p.run)(current, job)
-            except EdgeconvError as exc:
-                exc.file = exc.file or _where(source)
-                raise
-            passes.append({"name": p.name, "kind": p.kind, "form": p.form, **(info or {})})
+            def apply(p: Pass) -> None:
+                nonlocal current
+                miss = [r for r in p.requirements if not r.satisfied()]
+                if miss:
+                    raise ToolchainMissing(f"pass {p.name} needs {miss[0].what}", stage="optimize", hint=miss[0].hint)
+                say(f"{p.name}")
+                try:
+                    current, info = load_ref(p.run)(current, job)
+                except EdgeconvError as exc:
+                    exc.file = exc.file or _where(source)
+                    raise
+                passes.append({"name": p.name, "kind": p.kind, "form": p.form, **(info or {})})
 
-        for p in route:
-            run_stage("convert", lambda p=p: apply(p), timings)
-        forms = [model.form] + [p.to_form for p in route]
+            for p in route:
+                run_stage("convert", lambda p=p: apply(p), timings)
+            forms = [model.form] + [p.to_form for p in route]
 
-        if tgt.precheck is not None:
-            say("pre-check")
-            found = run_stage("precheck", lambda: load_ref(tgt.precheck)(current, job), timings)
-            hard = [(u.node, u.op_type) for u in found if not u.fallback]
-            for u in found:
-                if u.fallback:
-                    job.warn(f"node {u.node} ({u.op_type}) falls back: {u.reason}")
-            if hard:
-                raise UnsupportedOperators(tgt.name, hard, file=_where(source), stage="precheck")
+            if tgt.precheck is not None:
+                say("pre-check")
+                found = run_stage("precheck", lambda: load_ref(tgt.precheck)(current, job), timings)
+                hard = [(u.node, u.op_type) for u in found if not u.fallback]
+                for u in found:
+                    if u.fallback:
+                        job.warn(f"node {u.node} ({u.op_type}) falls back: {u.reason}")
+                if hard:
+                    raise UnsupportedOperators(tgt.name, hard, file=_where(source), stage="precheck")
 
-        def optimize() -> None:
-            for p in reg.passes.values():
-                if p.kind == "generic" and p.form == current.form and p.name not in skip_passes:
-                    apply(p)
-            for name in tgt.precision_passes.get(precision, ()):
-                if name not in reg.passes:
-                    raise ToolchainMissing(f"target {tgt.name!r} needs pass {name!r}, which no plugin registers",
-                                           stage="optimize")
-                apply(reg.passes[name])
+            def optimize() -> None:
+                for p in reg.passes.values():
+                    if p.kind == "generic" and p.form == current.form and p.name not in skip_passes:
+                        apply(p)
+                for name in tgt.precision_passes.get(precision, ()):
+                    if name not in reg.passes:
+                        raise ToolchainMissing(f"target {tgt.name!r} needs pass {name!r}, which no plugin registers",
+                                               stage="optimize")
+                    apply(reg.passes[name])
 
-        run_stage("optimize", optimize, timings)
-        say("export")
+            run_stage("optimize", optimize, timings)
+            say("export")
 
-        def export() -> Artifact:
-            try:
-                return load_ref(tgt.exporter)(current, job)
-            except EdgeconvError as exc:
-                exc.file = exc.file or _where(source)
-                raise
-            except Exception as exc:
-                raise ToolchainFailed(f"{tgt.name} export failed: {' '.join(str(exc).split())[:300]}",
-                                      file=_where(source), stage="export") from None
+            def export() -> Artifact:
+                try:
+                    return load_ref(tgt.exporter)(current, job)
+                except EdgeconvError as exc:
+                    exc.file = exc.file or _where(source)
+                    raise
+                except OSError as exc:
+                    if exc.errno in _WRITE_ERRORS:
+                        raise  # reported as an output problem below
+                    raise ToolchainFailed(f"{tgt.name} export failed: {exc}", file=_where(source), stage="export") from None
+                except Exception as exc:
+                    raise ToolchainFailed(f"{tgt.name} export failed: {' '.join(str(exc).split())[:300]}",
+                                          file=_where(source), stage="export") from None
 
-        art = run_stage("export", export, timings)
-        if art.form not in forms:
-            forms.append(art.form)
-        art_files = art.files or [art.path]
-        final = lambda p: out.absolute() / Path(p).relative_to(staging)  # noqa: E731
-        report: dict[str, Any] = {
-            "schema": SCHEMA,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "source": {
-                "path": _where(source),
-                "sha256": src_hash,
-                "form": model.form,
-                "size_bytes": src_size,
-                "io": model.io.to_dict(),
-                "meta": model.meta,
-            },
-            "target": tgt.name,
-            "target_provider": tgt.dist,
-            "precision": precision,
-            "options": _jsonable(opts),
-            "route": forms,
-            "passes": passes,
-            "artifact": {
-                "path": str(final(art.path)),
-                "files": [str(final(f)) for f in art_files],
+            art = run_stage("export", export, timings)
+            if art.form not in forms:
+                forms.append(art.form)
+            art_files = art.files or [art.path]
+            final = lambda p: out.absolute() / Path(p).relative_to(staging)  # noqa: E731
+            report: dict[str, Any] = {
+                "schema": SCHEMA,
+                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "source": {
+                    "path": _where(source),
+                    "sha256": src_hash,
+                    "form": model.form,
+                    "size_bytes": src_size,
+                    "io": model.io.to_dict(),
+                    "meta": model.meta,
+                },
+                "target": tgt.name,
+                "target_provider": tgt.dist,
+                "precision": precision,
+                "options": _jsonable(opts),
+                "route": forms,
+                "passes": passes,
+                "artifact": {
+                    "path": str(final(art.path)),
+                    "files": [str(final(f)) for f in art_files],
+                    "form": art.form,
+                    "size_bytes": _files_size(art_files),
+                    "manifest": str(out.absolute() / "manifest.json"),
+                    "io": art.io.to_dict(),
+                    "details": art.details,
+                },
+                "calibration": job._calib.describe() if job._calib is not None else None,
+            }
+            if verify and art.runnable:
+                say("verify")
+                art_model = Model(form=art.form, io=art.io, path=art.path)
+                ver = run_stage(
+                    "verify",
+                    lambda: verify_models(
+                        model, art_model, data=data, precision=precision, thresholds=thresholds, runs=runs,
+                        warmup=warmup, threads=threads, seed=seed, memory=memory, scratch=Path(scratch),
+                        runner_options=art.runner_options, label_output=label_output, status=say,
+                    ),
+                    timings,
+                )
+                report.update(ver)
+            else:
+                reason = art.not_runnable_reason if not art.runnable else "verification skipped (--no-verify)"
+                report.update({"fidelity": None, "accuracy": None, "latency_ms": None, "peak_rss_bytes": None,
+                               "runtime": {"artifact": "not run", "reason": reason}})
+            finish(report, budgets, timings, job.warnings + report.pop("_warnings", []), art.tools,
+                   not_run=None if (verify and art.runnable) else reason,
+                   not_run_code=0 if art.runnable else 3)  # 3: this host lacks what runs the artifact
+            manifest = {
+                "schema": MANIFEST_SCHEMA,
+                "artifact": [str(Path(f).relative_to(staging)) for f in art_files],
                 "form": art.form,
-                "size_bytes": _files_size(art_files),
-                "manifest": str(out.absolute() / "manifest.json"),
+                "target": tgt.name,
+                "precision": precision,
+                "source": {k: report["source"][k] for k in ("path", "sha256", "form", "size_bytes")},
+                "route": forms,
+                "options": report["options"],
+                "passes": [{"name": p["name"], **({"settings": p["settings"]} if "settings" in p else {})} for p in passes],
+                "tools": report["versions"],
                 "io": art.io.to_dict(),
+                "source_io": model.io.to_dict(),
+                "calibration": report["calibration"],
+                "runner_options": art.runner_options,
                 "details": art.details,
-            },
-            "calibration": job._calib.describe() if job._calib is not None else None,
-        }
-        if verify and art.runnable:
-            say("verify")
-            art_model = Model(form=art.form, io=art.io, path=art.path)
-            ver = run_stage(
-                "verify",
-                lambda: verify_models(
-                    model, art_model, data=data, precision=precision, thresholds=thresholds, runs=runs,
-                    warmup=warmup, threads=threads, seed=seed, memory=memory, scratch=Path(scratch),
-                    runner_options=art.runner_options, label_output=label_output, status=say,
-                ),
-                timings,
-            )
-            report.update(ver)
-        else:
-            reason = art.not_runnable_reason if not art.runnable else "verification skipped (--no-verify)"
-            report.update({"fidelity": None, "accuracy": None, "latency_ms": None, "peak_rss_bytes": None,
-                           "runtime": {"artifact": "not run", "reason": reason}})
-        finish(report, budgets, timings, job.warnings + report.pop("_warnings", []), art.tools,
-               not_run=None if (verify and art.runnable) else reason,
-               not_run_code=0 if art.runnable else 3)  # 3: this host lacks what runs the artifact
-        manifest = {
-            "schema": MANIFEST_SCHEMA,
-            "artifact": [str(Path(f).relative_to(staging)) for f in art_files],
-            "form": art.form,
-            "target": tgt.name,
-            "precision": precision,
-            "source": {k: report["source"][k] for k in ("path", "sha256", "form", "size_bytes")},
-            "route": forms,
-            "options": report["options"],
-            "passes": [{"name": p["name"], **({"settings": p["settings"]} if "settings" in p else {})} for p in passes],
-            "tools": report["versions"],
-            "io": art.io.to_dict(),
-            "source_io": model.io.to_dict(),
-            "calibration": report["calibration"],
-            "runner_options": art.runner_options,
-            "details": art.details,
-            "verification": {k: report.get(k) for k in ("verdict", "fidelity", "accuracy", "latency_ms", "budgets")},
-        }
-        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
-        (staging / "report.json").write_text(json.dumps(report, indent=2, default=str))
-    code = _exit_code(report)
-    return Result(report=report, artifact=out.absolute(), exit_code=code)
+                "verification": {k: report.get(k) for k in ("verdict", "fidelity", "accuracy", "latency_ms", "budgets")},
+            }
+            (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+            (staging / "report.json").write_text(json.dumps(report, indent=2, default=str))
+        return report
+
+    try:
+        report = write()
+    except OSError as exc:
+        if exc.errno in _WRITE_ERRORS:  # disk full, quota, read-only: nothing was left behind
+            raise BadInput(f"cannot write the output ({exc.strerror})", file=out, stage="export") from None
+        raise
+    return Result(report=report, artifact=out.absolute(), exit_code=_exit_code(report))
+
+
+_WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
 
 
 def _source_size(path: Path | None, model: Model) -> int | None:
