@@ -17,6 +17,17 @@ def digits() -> dict[str, Path]:
     return sample_files()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def inputs_never_modified():
+    """Every test reads the shipped sample files; none may change them (inputs are never modified)."""
+    from edgeconv.data import sha256_path
+
+    before = {k: sha256_path(p) for k, p in sample_files().items()}
+    yield
+    after = {k: sha256_path(p) for k, p in sample_files().items()}
+    assert after == before, f"a test modified the shipped sample files: {sorted(k for k in before if before[k] != after[k])}"
+
+
 @pytest.fixture
 def fresh_plugins(monkeypatch):
     """A plugin manager loaded from scratch (env variables read again), reset afterwards."""
