@@ -215,6 +215,7 @@ def make_app() -> typer.Typer:
         dynamic: Dynamic = None,
         exporter: Exporter = None,
         opset: Opset = None,
+        prepare_only: Annotated[bool, typer.Option("--prepare-only", help="Targets that offer it: write what this host can make (prepared ONNX, build recipe) without the vendor toolchain.")] = False,
         as_json: JsonOpt = False,
     ) -> None:
         """Convert MODEL for a target, verify it against the source, and report."""
@@ -231,7 +232,7 @@ def make_app() -> typer.Typer:
                     seed=seed, source_form=source_form, via=via, preprocess=_preprocess(mean, std, bgr, layout),
                     skip_passes=tuple(skip_pass or ()), memory=not no_memory, label_output=label_output,
                     source_options=_source_options(weights, trust_pickle, trust_code, dynamic, exporter, opset),
-                    status=status,
+                    prepare_only=prepare_only, status=status,
                 )
         _emit(result, as_json)
 
@@ -390,6 +391,8 @@ def make_app() -> typer.Typer:
     @app.command()
     def doctor(as_json: JsonOpt = False) -> None:
         """Check the environment deeply: every target's toolchain, versions, CPU features."""
+        from rich.markup import escape
+
         from .doctor import run_doctor
 
         info = run_doctor()
@@ -401,7 +404,9 @@ def make_app() -> typer.Typer:
             console.print(f"{k}: {v}")
         for name, t in info["targets"].items():
             colour = {"ready": "green", "missing": "yellow"}.get(t["status"], "red")
-            console.print(f"[bold]{name}[/] [{colour}]{t['status']}[/] {json.dumps(t.get('details') or t.get('hint') or t.get('error'), default=str)}")
+            console.print(f"[bold]{name}[/] [{colour}]{t['status']}[/] {escape(t.get('hint') or t.get('error') or '')}")
+            if t.get("details"):
+                console.print("  " + escape(json.dumps(t["details"], default=str)))
         for p in info["broken_plugins"]:
             console.print(f"[red]broken plugin[/] {p}")
 

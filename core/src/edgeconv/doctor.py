@@ -37,11 +37,10 @@ def run_doctor() -> dict[str, Any]:
     out: dict[str, Any] = {"schema": "edgeconv.doctor/1", "host": host, "targets": {}, "broken_plugins": []}
     for name, t in sorted(registry().targets.items()):
         miss = t.missing()
-        if miss:
-            out["targets"][name] = {"status": "missing", "hint": "; ".join(f"{m.what}: {m.hint}" for m in miss)}
-            continue
         entry: dict[str, Any] = {"status": "ready"}
-        if t.doctor is not None:
+        if miss:
+            entry = {"status": "missing", "hint": "; ".join(f"{m.what}: {m.hint}" for m in miss)}
+        if t.doctor is not None:  # also for a missing target: it says what is there and what is not
             try:
                 entry["details"] = load_ref(t.doctor)()
             except Exception as exc:  # a deep check that fails is the finding

@@ -57,6 +57,7 @@ class Artifact:
     runner_options: dict[str, Any] = field(default_factory=dict)
     runnable: bool = True  # False: this host cannot run it (e.g. no GPU)
     not_runnable_reason: str = ""
+    not_run_code: int = 3  # exit code when not runnable: 3 a toolchain is missing here; 0 expected (prepare-only)
 
 
 @dataclass
@@ -75,6 +76,9 @@ class Job:
     calibration_source: Any = None
     preprocess: Preprocess | None = None
     seed: int = 0
+    data: Any = None  # the user's verification data (--data), for exporters that check accuracy themselves
+    budgets: Budgets | None = None
+    output: Path | None = None  # where the output folder will be renamed to
     warnings: list[str] = field(default_factory=list)
     status: Callable[[str], None] = lambda msg: None
     _calib: Dataset | None = None
@@ -307,6 +311,7 @@ def convert(
     memory: bool = True,
     label_output: str | None = None,
     source_options: dict[str, Any] | None = None,
+    prepare_only: bool = False,
     status: Callable[[str], None] | None = None,
 ) -> Result:
     """Convert ``source`` for ``target``, verify the artifact against the source, report.
@@ -318,6 +323,10 @@ def convert(
     ``source_options`` go to the importer and the route: ``example_inputs``, ``input_names``,
     ``output_names``, ``dynamic`` (axis names, e.g. ``["batch"]``), ``weights``,
     ``trust_pickle``, ``trust_code``, ``exporter`` (``dynamo``/``torchscript``), ``opset``.
+
+    ``prepare_only``: for targets that offer it (option ``prepare_only``), write everything that
+    can be made on this host (e.g. a prepared/QDQ ONNX and the build recipe) without the
+    vendor toolchain; the target's requirements are then not checked up front.
     """
     say = status or (lambda msg: None)
     timings: dict[str, float] = {}
@@ -325,7 +334,11 @@ def convert(
     tgt = reg.target(target)
     tgt.check_precision(precision)
     opts = tgt.validate_options(options)
-    missing = tgt.missing()
+    if prepare_only:
+        if "prepare_only" not in opts:
+            raise BadInput(f"target {tgt.name!r} has no prepare-only mode", stage="options")
+        opts["prepare_only"] = True
+    missing = [] if opts.get("prepare_only") else tgt.missing()
     if missing:
         raise ToolchainMissing(f"target {tgt.name!r} needs {missing[0].what}, which is not installed",
                                stage="target", hint=missing[0].hint)
@@ -350,7 +363,7 @@ def convert(
         """Everything that writes lands in a staging folder, renamed into place at the end."""
         with staged_output(out, force) as staging, tempfile.TemporaryDirectory(prefix="edgeconv-") as scratch:
             job = Job(tgt, precision, opts, staging, Path(scratch), stem, model.io, source_options, profiles,
-                      calibration, preprocess, seed, status=say)
+                      calibration, preprocess, seed, data=data, budgets=budgets, output=out.absolute(), status=say)
             passes: list[dict[str, Any]] = []
             current = model
 
@@ -460,7 +473,7 @@ def convert(
                                "runtime": {"artifact": "not run", "reason": reason}})
             finish(report, budgets, timings, job.warnings + report.pop("_warnings", []), art.tools,
                    not_run=None if (verify and art.runnable) else reason,
-                   not_run_code=0 if art.runnable else 3)  # 3: this host lacks what runs the artifact
+                   not_run_code=0 if art.runnable else art.not_run_code)
             manifest = {
                 "schema": MANIFEST_SCHEMA,
                 "artifact": [str(Path(f).relative_to(staging)) for f in art_files],
