@@ -48,6 +48,7 @@ def latency(
         "runs": len(times),
         "warmup": warmup,
         "throughput_per_s": float(batch * 1000.0 / p50) if p50 > 0 else None,
+        "samples_ms": [round(x, 4) for x in times],  # the distribution, for plots
     }
 
 
