@@ -18,7 +18,7 @@ import sys
 import tempfile
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -809,7 +809,3 @@ def bench(model: str | Path, *, runs: int = 100, warmup: int = 10, threads: int 
             mem = peak_memory(m.form, m.path, {**opts, **({"threads": threads} if threads else {})}, f)
     return {"schema": "edgeconv.bench/1", "model": str(p), "form": m.form, "latency_ms": lat,
             "peak_rss_bytes": mem.get("peak_rss_bytes"), "memory": mem, "runtime": info, "versions": versions()}
-
-
-def replace_io(model: Model, io: IOContract) -> Model:
-    return replace(model, io=io)
