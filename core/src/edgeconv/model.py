@@ -24,9 +24,10 @@ class TensorSpec:
     shape: tuple[Dim, ...]
     dtype: str  # numpy dtype name: "float32", "int64", "uint8", ...
     layout: str | None = None  # "NCHW", "NHWC", "NC", ... when known
-    # For quantized IO: real = (q - zero_point) * scale
-    scale: float | None = None
-    zero_point: int | None = None
+    # For quantized IO: real = (q - zero_point) * scale; per tensor, or a list per channel
+    # (on the layout's C axis, e.g. an NPU's image preprocessing folded into the model)
+    scale: float | list[float] | None = None
+    zero_point: int | float | list[float] | None = None
 
     @property
     def dynamic_axes(self) -> dict[int, str]:

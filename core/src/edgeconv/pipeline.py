@@ -290,7 +290,7 @@ def convert(
     source: Any,
     target: str = "onnxruntime",
     *,
-    precision: str = "fp32",
+    precision: str | None = None,
     calibration: Any = None,
     data: Any = None,
     input_shapes: Any = None,
@@ -332,6 +332,7 @@ def convert(
     timings: dict[str, float] = {}
     reg = registry()
     tgt = reg.target(target)
+    precision = precision or tgt.default_precision
     tgt.check_precision(precision)
     opts = tgt.validate_options(options)
     if prepare_only:
@@ -563,7 +564,8 @@ def adapt_inputs(feed: dict[str, Any], src: IOContract, art: IOContract) -> dict
             x = _relayout(x, src_spec.layout, spec.layout)
         if spec.scale is not None:
             info = np.iinfo(np.dtype(spec.dtype))
-            x = np.clip(np.round(x / spec.scale + (spec.zero_point or 0)), info.min, info.max)
+            scale, zero = _per_channel(spec, x.ndim)
+            x = np.clip(np.round(x / scale + zero), info.min, info.max)
         out[spec.name] = x.astype(spec.dtype)
     return out
 
@@ -580,13 +582,28 @@ def adapt_outputs(outs: dict[str, Any], src: IOContract, art: IOContract) -> dic
         y = outs[s.name]
         spec = by_name.get(s.name)
         if spec is not None and spec.scale is not None:
-            y = (y.astype(np.float32) - (spec.zero_point or 0)) * spec.scale
+            scale, zero = _per_channel(spec, y.ndim)
+            y = (y.astype(np.float32) - zero) * scale
         if spec is not None:
             y = _relayout(y, spec.layout, s.layout)
         if y.dtype != np.dtype(s.dtype) and y.dtype.kind == "f":
             y = y.astype(s.dtype)
         res[s.name] = y
     return res
+
+
+def _per_channel(spec: Any, ndim: int) -> tuple[Any, Any]:
+    """Scale and zero point shaped to broadcast: per tensor, or per channel on the layout's C axis."""
+    import numpy as np
+
+    scale = np.asarray(spec.scale, dtype=np.float32)
+    zero = np.asarray(spec.zero_point if spec.zero_point is not None else 0, dtype=np.float32)
+    if scale.ndim == 0 and zero.ndim == 0:
+        return scale, zero
+    axis = spec.layout.index("C") if spec.layout and "C" in spec.layout else ndim - 1
+    shape = [1] * ndim
+    shape[axis] = -1
+    return scale.reshape(shape), zero.reshape(shape) if zero.ndim else zero
 
 
 _PERM = {("NCHW", "NHWC"): (0, 2, 3, 1), ("NHWC", "NCHW"): (0, 3, 1, 2), ("NCW", "NWC"): (0, 2, 1), ("NWC", "NCW"): (0, 2, 1)}

@@ -52,8 +52,9 @@ def load_ref(ref: Ref) -> Callable[..., Any]:
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     import difflib
 
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    lowered = {c.lower(): c for c in choices}
+    close = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.5)
+    return f"; did you mean {lowered[close[0]]!r}?" if close else ""
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,7 @@ class Target:
     exporter: Ref
     artifact_form: str
     precisions: tuple[str, ...] = ("fp32",)
+    default_precision: str = "fp32"  # when --precision is not given (e.g. fp16 on an NPU)
     options: tuple[Option, ...] = ()
     requirements: tuple[Requirement, ...] = ()
     precheck: Ref | None = None

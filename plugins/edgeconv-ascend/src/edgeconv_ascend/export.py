@@ -1,0 +1,316 @@
+"""The ``ascend`` exporter: final operator check -> shapes and gears -> (INT8: AMCT) -> AIPP -> the ATC kit -> ATC.
+
+Everything up to ATC runs on any machine. Without ``atc`` a conversion exits 3 with the install hint and writes
+nothing; ``--prepare-only`` writes the ONNX for ATC, ``aipp.cfg``, ``atc.json`` and ``atc.sh`` and exits 3 (not
+built). With ATC the .om is built; it runs only on an Ascend host (an NPU and ais_bench), so elsewhere the output
+folder is written and verification says, in the report, that the .om cannot run here (exit 3).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from edgeconv.errors import BadInput, ToolchainFailed, ToolchainMissing
+
+from . import aipp as aipp_mod
+from . import atc, cann, precheck, shapes
+from .hooks import INSTALL_HINT
+
+
+def export(model, job) -> Any:
+    import onnx
+
+    from edgeconv.pipeline import Artifact
+
+    opts = job.options
+    prepare_only = bool(opts.get("prepare_only"))
+    if not opts.get("soc_version"):
+        raise atc.soc_required()
+    atc_path = cann.find_atc(opts.get("atc") or None)
+    if atc_path is None and not prepare_only:
+        raise _no_atc(opts)
+    proto = model.obj if model.obj is not None else onnx.load(str(model.path))
+    source = model.meta.get("source_path")
+    workdir, scratch, stem = Path(job.workdir), Path(job.scratch), job.stem
+
+    # The graph ATC gets, after the optimize passes: the table again, and the checks that need folded constants.
+    mode = str(opts.get("precheck") or "strict")
+    found = precheck.apply_mode(precheck.check_proto(proto, final=True), mode)
+    precheck.refuse(found, file=source, stage="export")
+    seen = {(u.node, u.reason) for u in precheck.apply_mode(precheck.check_proto(proto), mode)}
+    for u in found:
+        if (u.node, u.reason) not in seen:  # the pre-check stage already warned about the others
+            job.warn(f"node {u.node} ({u.op_type}) falls back: {u.reason}")
+
+    spec = aipp_mod.from_options(model.io, job.preprocess, opts) if opts.get("aipp") else None
+    sh = shapes.resolve(model.io, job.input_profiles, opts, warn=job.warn, aipp=spec is not None)
+    prepared = _dynamize(proto, sh)
+    details: dict[str, Any] = {"soc_version": opts["soc_version"], "shapes": sh.to_dict(),
+                               "precheck": precheck.summary(found)}
+    if sh.gears:
+        details["shapes"]["cpu_check"] = _check_gears_on_cpu(prepared, model.io, sh)
+    if atc_path is not None and not prepare_only and opts.get("atc_precheck", True):
+        by_atc = precheck.atc_mode3(prepared, sh, job, atc_path)
+        precheck.refuse(by_atc, file=source, stage="precheck")
+        details["atc_precheck"] = {"ran": True, "report": "atc_precheck.json",
+                                   "warnings": [u.reason for u in by_atc if u.fallback]}
+    _precision_warnings(job)
+
+    files: list[Path] = []
+    if job.precision == "int8":
+        float_path = scratch / f"{stem}.float.onnx"
+        onnx.save(prepared, str(float_path))
+        onnx_path = workdir / f"{stem}.deploy.onnx"
+        details["amct"] = _int8(job, float_path, onnx_path, model)
+    else:
+        onnx_path = workdir / f"{stem}.onnx"
+        onnx.save(prepared, str(onnx_path))
+    files.append(onnx_path)
+
+    art_io = _built_contract(model.io, sh)
+    if spec is not None:
+        cfg = workdir / "aipp.cfg"
+        cfg.write_text(aipp_mod.config_text(spec))
+        files.append(cfg)
+        art_io = aipp_mod.om_contract(art_io, spec)
+        details["aipp"] = art_io.preprocessing["aipp"]
+        if job.data is None:
+            job.warn("AIPP: the .om takes uint8 pixels; verification on generated (random) data de-normalises noise "
+                     "outside 0..255 -- give --data (images, or .npz of normalised pixels) for meaningful numbers")
+    settings = atc.settings_from(job, sh, proto, aipp_conf="aipp.cfg" if spec is not None else None)
+    if settings.out_nodes:
+        job.warn("-O out_nodes: the .om's outputs are the named nodes, not the source's outputs; verification "
+                 "compares outputs by name and cannot match them")
+    kit = atc.write_kit(workdir, onnx_path.name, stem, settings,
+                        extra={"precision": job.precision, "io": art_io.to_dict(), "shapes": sh.to_dict()})
+    files += [kit["atc.json"], kit["atc.sh"]]
+    for name in ("atc_precheck.json", "atc_precheck.log"):
+        if (workdir / name).is_file():
+            files.append(workdir / name)
+    folder = atc.final_folder(workdir)
+    command = f"cd {folder} && sh atc.sh"
+    details["atc"] = {"argv": settings.argv(onnx_path.name, stem), **settings.to_dict()}
+    info = cann.find_cann(opts.get("atc") or None)
+    tools = {"soc_version": str(opts["soc_version"]), "cann": info.get("version") or "unknown"}
+
+    if prepare_only:
+        why = "prepare-only was asked"
+        if atc_path is None:
+            why += "; this host has no atc anyway"
+        reason = (f"ATC not run ({why}). The output holds the ONNX for ATC{', aipp.cfg' if spec else ''}, atc.json "
+                  f"and atc.sh; build the .om on a host with CANN: {command}")
+        details["build"] = {"built": False, "reason": reason, "command": command}
+        files = [kit["atc.json"], *(f for f in files if f != kit["atc.json"])]
+        return Artifact(path=kit["atc.json"], form="om", io=art_io, files=files, tools=tools, details=details,
+                        runner_options={"prepared_only": True, "command": command}, runnable=False,
+                        not_runnable_reason=reason)
+
+    job.status(f"ATC -> .om for {opts['soc_version']}")
+    run_settings = atc.AtcSettings(**{**settings.__dict__,
+                                      "insert_op_conf": str(workdir / "aipp.cfg") if spec is not None else None})
+    argv = run_settings.argv(str(onnx_path), str(workdir / stem), atc=atc_path)
+    timeout = int(opts.get("timeout") or 0) or None
+    result = atc.run(argv, workdir / "atc.log", cwd=scratch, timeout=timeout, keep_log_at=atc.failed_log_path(job))
+    if not result["ok"]:
+        raise ToolchainFailed(atc.failure_message("ATC", result), stage="export", hint=atc.code_hint(result["codes"]))
+    om = atc.find_om(workdir / stem)
+    if om is None:
+        raise ToolchainFailed(f"ATC reported success but wrote no {stem}.om (log: {result['log']})", stage="export")
+    details["build"] = {"built": True, "atc": atc_path, "seconds": result["seconds"], "log": "atc.log",
+                        "cann": info.get("version"), "cann_home": info.get("home")}
+    files = [om, *files, workdir / "atc.log"]
+    tools["atc"] = atc_path
+    runnable, why = cann.can_run_here(opts)
+    reason = "" if runnable else (f"{why}. The .om was built for {opts['soc_version']}; verify it on the device: "
+                                  f"edgeconv verify <source model> {folder}")
+    runner_options = {
+        "device": int(opts.get("device") or 0), "runner": str(opts.get("runner") or "auto"),
+        "ais_bench_python": str(opts.get("ais_bench_python") or ""), "soc_version": str(opts["soc_version"]),
+        "input_names": [t.name for t in art_io.inputs], "output_names": [t.name for t in art_io.outputs],
+        "input_layouts": [shapes.layout_of(t) for t in art_io.inputs],
+        "aipp": art_io.preprocessing.get("aipp"), "dynamic": dict([sh.dynamic]) if sh.dynamic else None,
+    }
+    return Artifact(path=om, form="om", io=art_io, files=files, tools=tools, details=details,
+                    runner_options=runner_options, runnable=runnable, not_runnable_reason=reason)
+
+
+def _no_atc(opts: dict[str, Any]) -> ToolchainMissing:
+    if opts.get("atc"):
+        return ToolchainMissing(f"-O atc={opts['atc']} is not an executable file", stage="export", hint=INSTALL_HINT)
+    info = cann.find_cann()
+    why = "atc is not on PATH"
+    if info["set_env"] and not info["environment_set"]:
+        why += f"; CANN is installed but not set up in this shell: source {info['set_env'][0]}"
+    elif info["home"]:
+        why += f" nor under {info['home']}"
+    return ToolchainMissing(f"target 'ascend' cannot run ATC here: {why}", stage="export", hint=INSTALL_HINT)
+
+
+def _built_contract(io, sh: shapes.Shapes):
+    """The contract at the shapes the .om is built for: fixed axes as given to ATC (a dynamic batch built for 1
+    becomes 1); axes with gears keep the pinned (opt) size the core verifies at."""
+    from dataclasses import replace
+
+    dims = dict(sh.inputs)
+    inputs = []
+    for t in io.inputs:
+        built = dims.get(t.name)
+        if built is None:
+            inputs.append(t)
+            continue
+        inputs.append(replace(t, shape=tuple(d if b == -1 else b for d, b in zip(t.shape, built, strict=True))))
+    return replace(io, inputs=tuple(inputs))
+
+
+def _precision_warnings(job) -> None:
+    opts = job.options
+    if job.precision == "fp32" and not opts.get("precision_mode"):
+        mode = str(opts.get("fp32_mode") or "origin")
+        if mode == "origin":
+            job.warn("-p fp32 keeps float32 where the NPU has fp32 kernels (--precision_mode=must_keep_origin_dtype); "
+                     "ATC fails where a kernel is fp16-only (the CANN 6.0 guide names Conv2D on Ascend 310): -p fp16 is "
+                     "the NPU's native precision, -O fp32_mode=mixed a middle way")
+        elif mode in ("mixed", "fp32_to_fp16", "cube_fp16in_fp32out"):
+            job.warn(f"-O fp32_mode={mode} lets ATC compute parts of the model in fp16 while the thresholds are "
+                     "fp32's: compare with --threshold cosine=0.999 (fp16's) if that is the intent")
+
+
+def _dynamize(proto, sh: shapes.Shapes):
+    """A copy whose graph inputs carry the -1 axes of --input_shape as symbolic dims (the core pinned them)."""
+    import onnx
+
+    dynamic = {name: [i for i, d in enumerate(dims) if d == -1] for name, dims in sh.inputs}
+    if not any(dynamic.values()):
+        return proto
+    out = onnx.ModelProto()
+    out.CopyFrom(proto)
+    for value in out.graph.input:
+        axes = dynamic.get(value.name) or []
+        dims = value.type.tensor_type.shape.dim
+        for axis in axes:
+            if axis < len(dims):
+                dims[axis].Clear()
+                dims[axis].dim_param = f"{value.name}_d{axis}"
+    return out
+
+
+def _check_gears_on_cpu(proto, io, sh: shapes.Shapes) -> dict[str, Any]:
+    """Run the prepared ONNX on onnxruntime at every gear: a graph a pass specialised to one shape fails here."""
+    import numpy as np
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    try:
+        sess = ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - reported, not fatal: ATC is the judge
+        return {"checked": False, "reason": f"onnxruntime could not load the prepared model: {exc}"[:300]}
+    dtypes = {t.name: t.dtype for t in io.inputs}
+    for gear in sh.gears:
+        feed = {name: np.zeros(shape, dtype=np.dtype(dtypes.get(name, "float32"))) for name, shape in gear.items()}
+        try:
+            sess.run(None, feed)
+        except Exception as exc:  # noqa: BLE001
+            shown = ", ".join(f"{k}{list(v)}" for k, v in gear.items())
+            raise BadInput(f"the prepared model does not run at gear {shown} on onnxruntime ({' '.join(str(exc).split())[:200]}): "
+                           "a pass specialised the graph to one shape; try --skip-pass onnx.simplify",
+                           stage="export") from None
+    return {"checked": True, "runtime": "onnxruntime (CPU)", "gears": len(sh.gears)}
+
+
+# -- INT8 ----------------------------------------------------------------------------------------------------------
+def _int8(job, float_path: Path, deploy_path: Path, model) -> dict[str, Any]:
+    import numpy as np
+
+    opts = job.options
+    python = str(opts.get("amct_python") or os.environ.get("EDGECONV_AMCT_PYTHON") or "")
+    in_process = importlib.util.find_spec("amct_onnx") is not None if not python else False
+    if not python and not in_process:
+        raise ToolchainMissing("INT8 for Ascend is not available here: it needs AMCT (amct_onnx), which is not "
+                               "installed", stage="optimize", hint=cann.FIX_AMCT)
+    calib = job.calibration()
+    limit = int(opts.get("calib_limit") or 300)
+    feeds = [feed for feed, _ in calib.feeds(model.io, limit)]
+    if not feeds:
+        raise BadInput("the calibration set holds no full batch for the model", stage="optimize")
+    names = [t.name for t in model.io.inputs]
+    arrays = {n: np.concatenate([f[n] for f in feeds]) for n in names}
+    batch_size = int(feeds[0][names[0]].shape[0]) if feeds[0][names[0]].ndim else 1
+    scratch = Path(job.scratch)
+    calib_npz = scratch / "_amct_calib.npz"
+    np.savez(calib_npz, **arrays)
+    args = {"model_file": str(float_path), "calib_npz": str(calib_npz), "save_prefix": str(scratch / "amct" / job.stem),
+            "work": str(scratch / "amct"), "skip_layers": list(opts.get("amct_skip_layers") or ()),
+            "activation_offset": bool(opts.get("amct_activation_offset", True)), "batch_size": batch_size}
+    job.status("INT8: AMCT calibration")
+    if in_process:
+        from . import amct
+
+        try:
+            result = amct.quantize(**args)
+        except Exception as exc:  # noqa: BLE001 - AMCT's own failure, one line
+            raise ToolchainFailed(f"AMCT failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}",
+                                  stage="optimize") from None
+        result["where"] = "in-process"
+    else:
+        result = _amct_subprocess(python, args)
+    shutil.copyfile(result["deploy_model"], deploy_path)
+    result["deploy_model"] = deploy_path.name
+    result["verification"] = _verify_fake_quant(job, float_path, result.pop("fake_quant_model"), model, calib)
+    return result
+
+
+def _amct_subprocess(python: str, args: dict[str, Any]) -> dict[str, Any]:
+    import json
+
+    from . import amct
+
+    try:
+        proc = subprocess.run([python, amct.__file__, json.dumps(args)], capture_output=True, text=True, check=False)
+    except OSError as exc:
+        raise ToolchainMissing(f"-O amct_python={python} cannot run: {exc}", stage="optimize",
+                               hint=cann.FIX_AMCT) from None
+    line = next((ln for ln in reversed(proc.stdout.splitlines()) if ln.startswith("EDGECONV-AMCT-RESULT ")), None)
+    if proc.returncode != 0 or line is None:
+        tail = " | ".join(x.strip() for x in (proc.stderr or proc.stdout).strip().splitlines()[-4:])
+        raise ToolchainFailed(f"AMCT ({python}) failed (exit {proc.returncode}): {tail or 'no output'}",
+                              stage="optimize")
+    result = json.loads(line.split(" ", 1)[1])
+    result["where"] = python
+    return result
+
+
+def _verify_fake_quant(job, float_path: Path, fake: str | None, model, calib) -> dict[str, Any]:
+    """AMCT's fake-quant model against the float model on onnxruntime (CPU): the INT8 recipe's cost, before ATC."""
+    if not fake:
+        return {"checked": False, "reason": "AMCT wrote no fake-quant model"}
+    from edgeconv.model import Model
+    from edgeconv.pipeline import verify_models
+
+    data = job.data
+    if data is None:
+        data = {k: v for k, v in calib.arrays.items()}
+        if calib.labels is not None:
+            data["labels"] = calib.labels
+        note = "the calibration set (in-sample)"
+    else:
+        note = str(data)
+    try:
+        ver = verify_models(Model("onnx", model.io, path=float_path), Model("onnx", model.io, path=Path(fake)),
+                            data=data, precision="int8", runs=3, warmup=1, memory=False, seed=job.seed)
+    except Exception as exc:  # noqa: BLE001 - e.g. AMCT custom ops plain onnxruntime cannot load
+        return {"checked": False, "reason": f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"}
+    ok = all(f.get("pass") for f in ver["fidelity"])
+    if not ok:
+        job.warn("the AMCT fake-quant model fails the int8 thresholds on CPU before ATC: the .om will not do better; "
+                 "keep sensitive layers in float with -O amct_skip_layers=...")
+    return {"checked": True, "runtime": "onnxruntime (CPU)", "data": note, "pass": ok,
+            "fidelity": ver["fidelity"], "accuracy": ver["accuracy"]}
+
+
+__all__ = ["export"]
