@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-HEAVY = ("torch", "tensorflow", "openvino", "tensorrt", "nncf", "onnx2tf", "onnx", "onnxruntime", "numpy", "onnxslim")
+HEAVY = ("torch", "tensorflow", "openvino", "tensorrt", "nncf", "onnx2tf", "onnx", "onnxruntime", "numpy", "onnxslim", "matplotlib")
 
 PROBE = """
 import sys

@@ -152,6 +152,25 @@ Dynamic = Annotated[Optional[list[str]], typer.Option("--dynamic", help="Name a 
 Exporter = Annotated[Optional[str], typer.Option("--exporter", help="PyTorch -> ONNX exporter: torchscript or dynamo (default: by rule, see docs).")]
 Opset = Annotated[Optional[int], typer.Option("--opset", help="ONNX opset for framework sources.")]
 Thresh = Annotated[Optional[list[str]], typer.Option("--threshold", help="Override a fidelity threshold: cosine=0.99, sqnr_db=20, top1=0.9.")]
+ReportOpt = Annotated[Optional[Path], typer.Option("--report", help="Also write the report as one self-contained HTML page (plots, fidelity, budgets, manifest) to this path.")]
+
+
+def _check_report(path: Path | None) -> None:
+    """Before any long work: the HTML report needs matplotlib (exit 3 with the hint if absent)."""
+    if path is not None:
+        from .html_report import require_plotting
+
+        require_plotting()
+
+
+def _write_report(path: Path | None, doc: dict[str, Any]) -> None:
+    if path is None:
+        return
+    with guard():
+        from .html_report import write_html
+
+        out = write_html(doc, path)
+    typer.echo(f"edgeconv: wrote the HTML report {out}", err=True)
 
 
 def make_app() -> typer.Typer:
@@ -185,7 +204,7 @@ def make_app() -> typer.Typer:
     def convert(
         model: Annotated[str, typer.Argument(help="The model: a file or folder (.onnx, ...).")],
         to: Annotated[str, typer.Option("--to", "-t", help="Target name (see `edgeconv targets`).")] = "onnxruntime",
-        precision: Annotated[str, typer.Option("--precision", "-p", help="fp32, fp16, int8 (static), int8-dynamic, ... as the target allows.")] = "fp32",
+        precision: Annotated[Optional[str], typer.Option("--precision", "-p", help="fp32, fp16, int8 (static), int8-dynamic, ... as the target allows (default: the target's, fp32 for most).")] = None,
         calib: Annotated[Optional[str], typer.Option("--calib", help="Calibration data for int8: .npz, .npy, image folder, or 'random' (smoke runs only).")] = None,
         data: DataOpt = None,
         input_shape: ShapeOpt = None,
@@ -217,9 +236,11 @@ def make_app() -> typer.Typer:
         opset: Opset = None,
         prepare_only: Annotated[bool, typer.Option("--prepare-only", help="Targets that offer it: write what this host can make (prepared ONNX, build recipe) without the vendor toolchain.")] = False,
         as_json: JsonOpt = False,
+        report_html: ReportOpt = None,
     ) -> None:
         """Convert MODEL for a target, verify it against the source, and report."""
         with guard():
+            _check_report(report_html)
             from .pipeline import convert as run_convert
             from .report import Budgets
 
@@ -234,6 +255,7 @@ def make_app() -> typer.Typer:
                     source_options=_source_options(weights, trust_pickle, trust_code, dynamic, exporter, opset),
                     prepare_only=prepare_only, status=status,
                 )
+        _write_report(report_html, result.report)
         _emit(result, as_json)
 
     @app.command()
@@ -255,9 +277,11 @@ def make_app() -> typer.Typer:
         trust_pickle: TrustPickle = False,
         trust_code: TrustCode = False,
         as_json: JsonOpt = False,
+        report_html: ReportOpt = None,
     ) -> None:
         """Verify an existing artifact against its source (the fidelity contract)."""
         with guard():
+            _check_report(report_html)
             from .pipeline import verify as run_verify
             from .report import Budgets
 
@@ -267,6 +291,7 @@ def make_app() -> typer.Typer:
                 runs=runs, threads=threads, seed=seed, label_output=label_output,
                 source_options=_source_options(weights, trust_pickle, trust_code),
             )
+        _write_report(report_html, result.report)
         _emit(result, as_json)
 
     @app.command()
@@ -415,16 +440,24 @@ def make_app() -> typer.Typer:
         output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Where to write the artifacts (default: a temporary folder).")] = None,
         as_json: JsonOpt = False,
         runs: Runs = 50,
+        report_html: ReportOpt = None,
     ) -> None:
         """Convert the built-in digits CNN to every ready target at fp32 and int8, verified on real labels."""
+        import tempfile
+
+        from .report import DEMO_SCHEMA
+
         with guard():
+            _check_report(report_html)
             from .demo import run_demo
 
-            with _progress(not as_json) as status:
-                reports, code = run_demo(output=output, runs=runs, status=status)
+            # The HTML page shows each artifact's manifest: keep a temporary output until it is written.
+            with tempfile.TemporaryDirectory(prefix="edgeconv-demo-") as tmp:
+                with _progress(not as_json) as status:
+                    reports, code = run_demo(output=output or (Path(tmp) if report_html else None), runs=runs,
+                                             status=status)
+                _write_report(report_html, {"schema": DEMO_SCHEMA, "results": reports})
         if as_json:
-            from .report import DEMO_SCHEMA
-
             typer.echo(json.dumps({"schema": DEMO_SCHEMA, "results": reports}, indent=2, default=str))
         else:
             from .report import render_demo
@@ -432,6 +465,25 @@ def make_app() -> typer.Typer:
             render_demo(reports, _console())
         if code:
             raise typer.Exit(code)
+
+    @app.command("report")
+    def report_cmd(
+        run: Annotated[str, typer.Argument(help="A report: report.json, the output of --json or of `edgeconv demo --json`, an output folder holding report.json, or - for standard input.")],
+        output: Annotated[Optional[Path], typer.Option("--output", "-o", help="The HTML file to write (default: RUN with the suffix .html; required when RUN is -).")] = None,
+    ) -> None:
+        """Render a JSON report as one self-contained HTML page: verdict, budgets, route, fidelity, plots, manifest."""
+        with guard():
+            from .errors import BadInput
+            from .html_report import load_document, require_plotting, write_html
+
+            require_plotting()
+            if output is None:
+                if run == "-":
+                    raise BadInput("reading standard input: give the HTML file with -o PATH", stage="report")
+                src = Path(run)
+                output = src / "report.html" if src.is_dir() else src.with_suffix(".html")
+            out = write_html(load_document(run), output)
+        typer.echo(str(out))
 
     pm.hook.register_commands(app=app)
     return app
