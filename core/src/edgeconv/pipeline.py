@@ -78,6 +78,7 @@ class Job:
     seed: int = 0
     data: Any = None  # the user's verification data (--data), for exporters that check accuracy themselves
     budgets: Budgets | None = None
+    label_output: str | None = None  # the output holding class scores, for accuracy with labelled data
     output: Path | None = None  # where the output folder will be renamed to
     warnings: list[str] = field(default_factory=list)
     status: Callable[[str], None] = lambda msg: None
@@ -364,7 +365,8 @@ def convert(
         """Everything that writes lands in a staging folder, renamed into place at the end."""
         with staged_output(out, force) as staging, tempfile.TemporaryDirectory(prefix="edgeconv-") as scratch:
             job = Job(tgt, precision, opts, staging, Path(scratch), stem, model.io, source_options, profiles,
-                      calibration, preprocess, seed, data=data, budgets=budgets, output=out.absolute(), status=say)
+                      calibration, preprocess, seed, data=data, budgets=budgets, label_output=label_output,
+                      output=out.absolute(), status=say)
             passes: list[dict[str, Any]] = []
             current = model
 

@@ -1,0 +1,143 @@
+"""The exporter: ``openvino.Model`` -> precision -> ``save_model`` (``.xml`` + ``.bin``).
+
+Precision (``--precision``) decides two things (docs/targets/openvino.md has the table):
+
+- what is stored: fp32 and bf16 keep float32 weights (``compress_to_fp16=False``); fp16
+  stores them as float16 (``compress_to_fp16=True``); int8 is NNCF's quantized model,
+  its remaining float constants kept float32;
+- how the runner computes: the explicit ``INFERENCE_PRECISION_HINT`` from
+  ``runner.resolve_hint`` (``-O precision_hint=`` overrides it), stored in the manifest's
+  ``runner_options`` so that ``edgeconv verify`` / ``bench`` later run it the same way.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from pathlib import Path
+from typing import Any
+
+from edgeconv.errors import BadInput
+from edgeconv.model import Model
+
+from . import convert
+from .runner import available, device_family, native_hints, resolve_hint
+
+_FLOAT_PRECISION = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def export(model: Model, job: Any):
+    import openvino as ov
+
+    from edgeconv.pipeline import Artifact
+
+    opts = job.options
+    device = opts.get("device") or "CPU"
+    streams = opts.get("streams")
+    if streams not in (None, "") and not (str(streams).isdigit() or str(streams).upper() in ("AUTO", "NUMA")):
+        raise BadInput(f"option streams={streams!r} must be a number or auto", stage="options")
+    job.status("openvino.convert_model")
+    ov_model, conversion = convert.to_ov(model, job)
+    quantization = None
+    if job.precision == "int8":
+        job.status("nncf.quantize")
+        from .quantize import quantize
+
+        ov_model, quantization = quantize(ov_model, model.io, job)
+    compress = job.precision == "fp16"
+    xml = Path(job.workdir) / f"{job.stem}.xml"
+    job.status("openvino.save_model")
+    ov.save_model(ov_model, str(xml), compress_to_fp16=compress)
+    files = [xml, xml.with_suffix(".bin")]
+
+    core = ov.Core()
+    hint = resolve_hint(job.precision, device, opts.get("precision_hint") or "auto")
+    here = available(core, device)
+    caps: list[str] = []
+    if here:
+        try:
+            caps = [str(c) for c in core.get_property(device, "OPTIMIZATION_CAPABILITIES")]
+        except Exception:
+            caps = []
+    _hint_warnings(job, hint, device, caps)
+    runner_options: dict[str, Any] = {"device": device, "precision_hint": hint,
+                                      "performance_hint": opts.get("performance_hint") or "latency"}
+    if streams not in (None, ""):
+        runner_options["num_streams"] = str(streams).upper()
+    if opts.get("threads"):
+        runner_options["inference_num_threads"] = int(opts["threads"])
+    details: dict[str, Any] = {
+        "device": device,
+        "device_name": _device_name(core, device) if here else None,
+        "device_capabilities": caps,
+        "precision_hint": hint,
+        "weights": {"fp32": "float32", "bf16": "float32", "fp16": "float16 (compress_to_fp16)",
+                    "int8": "int8 where NNCF quantized, float32 elsewhere"}[job.precision],
+        "compress_to_fp16": compress,
+        "conversion": conversion,
+        "ir": {"xml": xml.name, "bin": xml.with_suffix(".bin").name,
+               "bin_bytes": xml.with_suffix(".bin").stat().st_size},
+    }
+    if quantization is not None:
+        details["quantization"] = quantization
+    tools = {"openvino": ov.__version__.split("-")[0]}
+    nncf_version = _version("nncf")
+    if nncf_version:
+        tools["nncf"] = nncf_version
+    return Artifact(
+        path=xml,
+        form="openvino",
+        io=model.io,  # the source's names, shapes (dynamic axes kept) and dtypes: convert.name_io made it so
+        files=files,
+        tools=tools,
+        details=details,
+        runner_options=runner_options,
+        runnable=here,
+        not_runnable_reason="" if here else (f"OpenVINO device {device} is not on this host (available: "
+                                             f"{', '.join(core.available_devices) or 'none'}); the IR was built "
+                                             "but not verified"),
+    )
+
+
+def _hint_warnings(job: Any, hint: str, device: str, caps: list[str]) -> None:
+    asked = _FLOAT_PRECISION.get(job.precision)
+    if asked and hint not in (asked, "f32"):
+        job.warn(f"precision_hint={hint} computes in {hint}, below the asked {job.precision}: verification still "
+                 f"uses the {job.precision} thresholds")
+    if not caps:
+        return
+    native = native_hints(caps)
+    if hint == "bf16" and "bf16" not in native:
+        job.warn(f"{device} has no native bf16 ({', '.join(caps)}): OpenVINO emulates it, slower than f32 here")
+    if hint == "f16" and "f16" not in native and device_family(device) == "CPU":
+        job.warn(f"{device} has no native f16: OpenVINO computes in f32 instead (see the report's runtime hint)")
+
+
+def _device_name(core: Any, device: str) -> str | None:
+    try:
+        return str(core.get_property(device, "FULL_DEVICE_NAME"))
+    except Exception:
+        return None
+
+
+def doctor() -> dict[str, Any]:
+    """The deep check: versions, devices and what each computes natively."""
+    import openvino as ov
+
+    core = ov.Core()
+    devices = {}
+    for d in core.available_devices:
+        entry: dict[str, Any] = {"name": _device_name(core, d)}
+        try:
+            entry["capabilities"] = [str(c) for c in core.get_property(d, "OPTIMIZATION_CAPABILITIES")]
+        except Exception:
+            pass
+        devices[d] = entry
+    return {"openvino": ov.__version__, "nncf": _version("nncf") or "not installed (INT8 unavailable)",
+            "devices": devices}

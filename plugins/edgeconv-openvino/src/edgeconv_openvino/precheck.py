@@ -1,0 +1,138 @@
+"""Operator pre-check: which nodes OpenVINO cannot convert, or the device cannot run.
+
+Two questions, before any long work (quantization):
+
+1. Can OpenVINO's frontend convert every node? ONNX: ``FrontEnd.convert_partially``
+   leaves an ``ONNXFrameworkNode`` for each node it has no rule for; those are listed
+   with the ONNX node's own name and op type. torch / tf: the conversion is attempted
+   (and kept for the exporter when it succeeds); a failure's summary names the ops.
+2. Can the device run every operation? ``Core.query_model(model, device)`` maps each
+   supported node to a device; a node missing from the map is unsupported on it. With a
+   HETERO/AUTO/MULTI device, a node that runs on a later device of the list is a
+   fallback (a warning), not a refusal.
+
+If the device is not on this host, (2) is skipped with a warning: the IR can still be
+built, but not verified here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from edgeconv.errors import ToolchainFailed
+from edgeconv.model import Model
+from edgeconv.targets import Unsupported
+
+from . import convert
+from .runner import available, device_family
+
+_NOT_COMPUTE = {"Parameter", "Result", "Constant"}
+# The frontend must outlive every model it produced: a framework node's type lives in the
+# frontend's library, and touching one after the frontend is gone crashes the process.
+_FRONTENDS: dict[str, Any] = {}
+
+
+def _onnx_frontend() -> Any:
+    if "onnx" not in _FRONTENDS:
+        from openvino.frontend import FrontEndManager
+
+        manager = FrontEndManager()
+        _FRONTENDS["manager"] = manager
+        _FRONTENDS["onnx"] = manager.load_by_framework("onnx")
+    return _FRONTENDS["onnx"]
+
+
+def precheck(model: Model, job: Any = None) -> list[Unsupported]:
+    """``job`` is None when ``edgeconv inspect`` asks: a temporary folder stands in for its scratch."""
+    with contextlib.ExitStack() as stack:
+        scratch = Path(job.scratch) if job is not None else Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="edgeconv-ov-")))
+        found: list[Unsupported] = []
+        try:
+            found = _precheck(model, job, scratch)
+            return found
+        finally:  # the partial model is gone by now: its ONNX input model may go too (before the folder)
+            _FRONTENDS.pop("input_model", None)
+            if job is None or any(not u.fallback for u in found):
+                convert.forget()  # no exporter will reuse the file written for the check
+
+
+def _precheck(model: Model, job: Any, scratch: Path) -> list[Unsupported]:
+    import openvino as ov
+
+    device = ((job.options if job is not None else {}) or {}).get("device") or "CPU"
+    if model.form == "onnx":
+        ov_model, missing = _onnx_partial(model, scratch)
+        if missing:
+            return missing
+    else:
+        try:
+            ov_model, info = convert.to_ov(model, job, use_cache=False)
+        except Exception as exc:
+            found = convert.unsupported_from_error(str(exc))
+            if found:
+                return found
+            raise ToolchainFailed(f"openvino.convert_model failed on the {model.form} model: {convert.brief(exc)}",
+                                  stage="precheck") from None
+        if job is not None:
+            convert.remember(model, ov_model, info)
+    core = ov.Core()
+    if not available(core, device):
+        if job is not None:
+            job.warn(f"OpenVINO device {device} is not on this host (available: {', '.join(core.available_devices)}): "
+                     "operator support on it was not checked, and the IR cannot be verified here")
+        return []
+    return query(core, ov_model, device)
+
+
+def query(core: Any, ov_model: Any, device: str) -> list[Unsupported]:
+    """Nodes ``device`` cannot run (``Core.query_model``), fallbacks flagged."""
+    supported = core.query_model(ov_model, device)
+    family = device_family(device)
+    first = device.split(":", 1)[1].split(",")[0] if ":" in device else None
+    out = []
+    for op in ov_model.get_ordered_ops():
+        kind = op.get_type_name()
+        if kind in _NOT_COMPUTE:
+            continue
+        name = op.get_friendly_name()
+        where = supported.get(name)
+        if where is None:
+            out.append(Unsupported(name, kind, f"{device} has no implementation of {kind}-{op.get_type_info().version_id}"))
+        elif family in ("HETERO", "AUTO", "MULTI") and first and where != first:
+            out.append(Unsupported(name, kind, f"not supported on {first}; runs on {where}", fallback=True))
+    return out
+
+
+def _onnx_partial(model: Model, scratch: Path) -> tuple[Any, list[Unsupported]]:
+    """The ONNX graph through ``convert_partially``: nodes without a conversion rule."""
+    path = convert.onnx_file(model, scratch)
+    fe = _onnx_frontend()
+    try:
+        loaded = fe.load(str(path))
+        _FRONTENDS["input_model"] = loaded  # framework nodes point into it: keep it alive too
+        partial = fe.convert_partially(loaded)
+    except Exception as exc:
+        found = convert.unsupported_from_error(str(exc))
+        if found:
+            return None, found
+        raise ToolchainFailed(f"OpenVINO's ONNX frontend cannot read the model: {convert.brief(exc)}",
+                              stage="precheck") from None
+    # ONNX node names, by the tensors they produce (a framework node is named after its output)
+    producer = {out: node for node in model.obj.graph.node for out in node.output}
+    missing = []
+    for op in partial.get_ordered_ops():
+        if "FrameworkNode" not in op.get_type_name():
+            continue
+        attrs = op.get_attributes()
+        op_type = str(attrs.get("ONNX_META_type", op.get_type_name()))
+        domain = str(attrs.get("ONNX_META_domain", "") or "")
+        tensors = [n for i in range(op.get_output_size()) for n in op.output(i).get_names()]
+        node = next((producer[t] for t in tensors if t in producer), None)
+        name = (node.name or node.output[0]) if node is not None else op.get_friendly_name()
+        qualified = f"{domain}::{op_type}" if domain and domain != "ai.onnx" else op_type
+        missing.append(Unsupported(name, qualified, f"OpenVINO's ONNX frontend has no conversion rule for {qualified}"))
+    return partial, missing
