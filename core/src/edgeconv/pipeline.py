@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import errno
+import glob
 import json
 import os
 import platform
@@ -241,13 +242,14 @@ def staged_output(out: Path, force: bool) -> Iterator[Path]:
             raise BadInput("another edgeconv run is writing this output right now", file=out, stage="export") from None
         check_output(out, force)
         try:
-            staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-            umask = os.umask(0)
-            os.umask(umask)
-            staging.chmod(0o777 & ~umask)  # mkdtemp makes it 0700; the output is an ordinary folder
-        except OSError as exc:
-            raise BadInput(f"cannot write to the output folder ({exc.strerror})", file=out.parent, stage="export") from None
-        try:
+            try:
+                staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+                umask = os.umask(0)
+                os.umask(umask)
+                staging.chmod(0o777 & ~umask)  # mkdtemp makes it 0700; the output is an ordinary folder
+            except OSError as exc:
+                raise BadInput(f"cannot write to the output folder ({exc.strerror})", file=out.parent,
+                               stage="export") from None
             yield staging
             if out.exists():
                 old = out.parent / f".{out.name}.old-{os.getpid()}"
@@ -257,7 +259,11 @@ def staged_output(out: Path, force: bool) -> Iterator[Path]:
             else:
                 os.rename(staging, out)
         except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
+            # Under the lock every staging folder of this output is this run's (or a crashed
+            # run's): remove them all, so that a signal landing between mkdtemp and the
+            # assignment above cannot leave one behind.
+            for stale in out.parent.glob(f".{glob.escape(out.name)}.tmp-*"):
+                shutil.rmtree(stale, ignore_errors=True)
             raise
     finally:
         with contextlib.suppress(OSError):
