@@ -172,12 +172,17 @@ def entry_points(group: str) -> list[EntryPoint]:
                 continue
             seen.add(key)
             path = os.path.join(entry or ".", folder, "entry_points.txt")
-            if not os.path.isfile(path):
+            try:
+                with open(path, encoding="utf-8") as f:
+                    text = f.read()
+            except OSError:
+                continue
+            if f"[{group}]" not in text:  # most distributions: no need to parse
                 continue
             parser = configparser.ConfigParser(delimiters=("=",), interpolation=None)
             parser.optionxform = str  # keep the names' case
             try:
-                parser.read(path, encoding="utf-8")
+                parser.read_string(text, source=path)
             except configparser.Error:
                 continue
             if parser.has_section(group):
