@@ -152,8 +152,11 @@ def test_sigint_mid_conversion_removes_the_staging_folder(digits, tmp_path):
     import time
 
     exe = Path(sys.executable).parent / "edgeconv"
+    # A shell without job control starts background jobs with SIGINT ignored, and the child would
+    # inherit that: give it the default disposition, as a terminal's Ctrl-C finds it.
     proc = subprocess.Popen([str(exe), "convert", str(digits["model"]), "-o", str(tmp_path / "o"), "--runs", "100000"],
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and not list(tmp_path.glob(".o.tmp-*")):
         time.sleep(0.05)

@@ -1,0 +1,160 @@
+"""TensorFlow side of both routes: a signature that speaks the source's names, then TFLiteConverter.
+
+Imported only when a conversion runs (in-process for a TF/Keras source, in the onnx2tf worker
+for an ONNX source): it imports TensorFlow.
+
+Every artifact is converted from a ``serving_default`` signature that takes and gives tensors
+keyed by the *source's* names (made TF-safe when needed: ``signature_keys``), so LiteRT's
+signature names map back to the source by name, never by position: a SavedModel for a TF/Keras
+source, a concrete function over the tf_keras model's variables for onnx2tf's. Keras 3 models are
+written with ``keras.export.ExportArchive`` (``TFLiteConverter.from_concrete_functions`` on a
+Keras 3 model keeps its variables as resource ops that read uninitialised: NaN outputs).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+SIGNATURE = "serving_default"
+_BAD = re.compile(r"[^A-Za-z0-9_.\-]")
+
+
+def signature_keys(names: Iterable[str]) -> dict[str, str]:
+    """A TF-safe, unique signature key for each source name (the name itself when it is safe)."""
+    out: dict[str, str] = {}
+    used: set[str] = set()
+    for name in names:
+        key = _BAD.sub("_", name) or "tensor"
+        if not key[0].isalnum():
+            key = "t" + key
+        base, i = key, 1
+        while key in used:
+            key, i = f"{base}_{i}", i + 1
+        used.add(key)
+        out[name] = key
+    return out
+
+
+def quiet_tensorflow() -> Any:
+    """Import TensorFlow with its C++ start-up chatter off (stderr is kept for real errors)."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")
+    return tf
+
+
+def save_keras3(model: Any, path: Path, specs: list[Any], out_keys: list[str]) -> None:
+    """A Keras 3 model as a SavedModel whose signature returns ``{out_key: tensor}``."""
+    import keras
+
+    n = len(specs)
+
+    def serve(*args):
+        y = model(list(args) if n > 1 else args[0], training=False)
+        ys = list(y) if isinstance(y, (list, tuple)) else list(y.values()) if isinstance(y, dict) else [y]
+        return dict(zip(out_keys, ys))
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(name=SIGNATURE, fn=serve, input_signature=specs)
+    archive.write_out(str(path), verbose=False)
+
+
+def save_function(track: Any, fn: Callable[..., Any], specs: list[Any], path: Path) -> None:
+    """``fn`` as the serving signature of a SavedModel that tracks ``track`` (what ``fn`` captures).
+
+    For a tf_keras model, pass its variables, not the model: saving the model object makes
+    TensorFlow trace and serialise every layer (ResNet-18: 268 s here, against 3 s).
+    """
+    import tensorflow as tf
+
+    module = tf.Module()
+    module.tracked = track
+    module.serve = tf.function(fn, input_signature=specs, autograph=False)
+    tf.saved_model.save(module, str(path), signatures={SIGNATURE: module.serve.get_concrete_function()})
+
+
+def to_tflite(source: Path | tuple[Any, Any], precision: str, options: dict[str, Any],
+              representative: Callable[[], Iterator[Any]] | None) -> tuple[bytes, dict[str, Any]]:
+    """Convert at ``precision``: a SavedModel's serving signature, or ``(concrete function,
+    trackable)`` (the function's input TensorSpec names and output keys become the signature's).
+    Returns the flatbuffer and the converter settings (for the manifest)."""
+    tf = quiet_tensorflow()
+
+    if isinstance(source, tuple):
+        conv = tf.lite.TFLiteConverter.from_concrete_functions([source[0]], source[1])
+        how = "from_concrete_functions"
+    else:
+        conv = tf.lite.TFLiteConverter.from_saved_model(str(source), signature_keys=[SIGNATURE])
+        how = "from_saved_model"
+    settings: dict[str, Any] = {"converter": f"tf.lite.TFLiteConverter.{how}", "precision": precision}
+    ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    per_channel = bool(options.get("per_channel", True))
+    if precision == "fp16":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_types = [tf.float16]
+        settings.update(optimizations="DEFAULT", supported_types=["float16"])
+    elif precision == "int8-dynamic":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv._experimental_disable_per_channel = not per_channel
+        settings.update(optimizations="DEFAULT", weights="int8", activations="float32 (quantized at run time)",
+                        per_channel=per_channel)
+    elif precision == "int8":
+        if representative is None:
+            raise ValueError("full int8 needs a representative dataset")
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = representative
+        conv._experimental_disable_per_channel = not per_channel
+        io_type = options.get("io_type") or "float32"
+        if not options.get("int8_fallback"):
+            ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if io_type != "float32":
+            conv.inference_input_type = getattr(tf, io_type)
+            conv.inference_output_type = getattr(tf, io_type)
+        settings.update(optimizations="DEFAULT", representative_dataset=True, per_channel=per_channel,
+                        io_type=io_type, integer_only=not options.get("int8_fallback"))
+    elif precision != "fp32":
+        raise ValueError(f"precision {precision!r}")
+    if options.get("select_tf_ops"):
+        ops.append(tf.lite.OpsSet.SELECT_TF_OPS)
+    conv.target_spec.supported_ops = ops
+    settings["supported_ops"] = [o.name for o in ops]
+    started = time.perf_counter()
+    flatbuffer = conv.convert()
+    settings["seconds"] = round(time.perf_counter() - started, 3)
+    return flatbuffer, settings
+
+
+def representative_dataset(feeds: list[dict[str, Any]], keys: dict[str, str] | None = None,
+                           order: list[str] | None = None) -> Callable[[], Iterator[Any]]:
+    """The calibration feeds (already in the artifact's layout): keyed by signature key (a
+    SavedModel), or as a list in the function's argument ``order`` (a concrete function)."""
+
+    def gen() -> Iterator[Any]:
+        for feed in feeds:
+            if order is not None:
+                yield [feed[name] for name in order]
+            else:
+                yield {keys[name]: arr for name, arr in feed.items()}
+
+    return gen
+
+
+def brief(exc: BaseException, limit: int = 400) -> str:
+    """One line from a converter error: TFLite's MLIR errors run to pages; keep what names the op."""
+    text = str(exc)
+    m = re.search(r"(Some ops are not supported|Some ops in the model are custom ops|'tf\.\w+' op is neither"
+                  r"|failed to legalize operation '[^']+')[^\n]*", text)
+    lines = [m.group(0)] if m else []
+    ops = re.findall(r"tf\.(\w+)\(", text)
+    if ops:
+        lines.append("TF ops: " + ", ".join(sorted(set(ops))))
+    out = " ".join(" ".join(lines).split()) or " ".join(text.split())
+    return out[:limit] or type(exc).__name__

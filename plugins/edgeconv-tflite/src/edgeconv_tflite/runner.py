@@ -1,0 +1,93 @@
+"""Run ``.tflite`` models with the LiteRT interpreter (``ai_edge_litert``), for verification and bench.
+
+Inputs and outputs are found through the model's serving signature and keyed by the source's
+names (``tensor_names`` maps a source name to its signature key when the two differ), so a feed
+built from the artifact's IO contract runs as is. An input of another shape than the one
+allocated (a dynamic batch) resizes the interpreter first.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from edgeconv.errors import BadInput
+from edgeconv.verify.runners import Runner
+
+from .quiet import native_output
+
+
+class LiteRTRunner(Runner):
+    name = "litert"
+    modules = ("ai_edge_litert",)
+
+    def __init__(self, model, threads: int | None = None, num_threads: int | None = None, xnnpack: bool = True,
+                 tensor_names: dict[str, str] | None = None, **options: Any) -> None:
+        super().__init__(model, **options)
+        self.threads = int(threads or num_threads or os.cpu_count() or 1)
+        self.xnnpack = bool(xnnpack)
+        self.to_key = dict(tensor_names or {})
+        self.interp = None
+
+    def activate(self) -> None:
+        from importlib.metadata import version
+
+        import numpy as np
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        self._np = np
+
+        resolver = OpResolverType.AUTO if self.xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        try:
+            with native_output(stdout=False):  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+                interp = Interpreter(model_path=str(self.model.path), num_threads=self.threads,
+                                     experimental_op_resolver_type=resolver)
+                interp.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            text = " ".join(str(exc).split())[:300]
+            raise BadInput(f"LiteRT cannot load the model: {text}", file=self.model.path, stage="verify") from None
+        sigs = interp.get_signature_list()
+        if sigs:
+            key = "serving_default" if "serving_default" in sigs else next(iter(sigs))
+            sr = interp.get_signature_runner(key)
+            ins = {k: d["index"] for k, d in sr.get_input_details().items()}
+            outs = {k: d["index"] for k, d in sr.get_output_details().items()}
+            out_order = [k for k in sigs[key]["outputs"] if k in outs]
+        else:  # no signature: the tensors' own names, in the model's order
+            ins = {d["name"]: d["index"] for d in interp.get_input_details()}
+            outs = {d["name"]: d["index"] for d in interp.get_output_details()}
+            out_order = list(outs)
+        from_key = {k: n for n, k in self.to_key.items()}
+        self.inputs = {from_key.get(k, k): idx for k, idx in ins.items()}
+        self.outputs = [(from_key.get(k, k), outs[k]) for k in out_order]
+        self.shapes = {idx: interp.get_tensor(idx).shape for idx in self.inputs.values()}
+        self.interp = interp
+        self.info = {
+            "runtime": f"ai_edge_litert {version('ai-edge-litert')} (LiteRT interpreter)",
+            "device": "cpu",
+            "threads": self.threads,
+            "delegate": "XNNPACK (default)" if self.xnnpack else "none (builtin kernels)",
+            "host": "local",
+        }
+
+    def infer(self, feed):
+        interp = self.interp
+        try:
+            arrays = [(idx, feed[name]) for name, idx in self.inputs.items()]
+        except KeyError as exc:
+            raise BadInput(f"no input {exc.args[0]!r} in the feed (it has: {', '.join(feed)})", stage="verify") from None
+        resized = False
+        for idx, x in arrays:
+            if x.shape != self.shapes[idx]:
+                interp.resize_tensor_input(idx, x.shape)
+                self.shapes[idx] = x.shape
+                resized = True
+        if resized:
+            interp.allocate_tensors()
+        for idx, x in arrays:
+            interp.set_tensor(idx, x if x.flags.c_contiguous else self._np.ascontiguousarray(x))
+        interp.invoke()
+        return {name: interp.get_tensor(idx) for name, idx in self.outputs}
+
+    def deactivate(self) -> None:
+        self.interp = None
