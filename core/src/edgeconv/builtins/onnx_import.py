@@ -211,6 +211,17 @@ def save(proto, path: Path) -> list[Path]:
     return [path, data]
 
 
+def iter_nodes(graph):
+    """Every node of an ONNX graph, those in subgraphs (If/Loop/Scan bodies) included."""
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            if attr.type == 5:  # AttributeProto.GRAPH
+                yield from iter_nodes(attr.g)
+            for g in attr.graphs:
+                yield from iter_nodes(g)
+
+
 def _brief(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return (text[:300] + "...") if len(text) > 300 else (text or type(exc).__name__)

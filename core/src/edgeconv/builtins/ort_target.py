@@ -8,7 +8,7 @@ from typing import Any
 
 from ..model import Model
 from ..targets import Unsupported
-from .onnx_import import save
+from .onnx_import import iter_nodes, save
 
 
 def export(model: Model, job: Any):
@@ -60,7 +60,7 @@ def precheck(model: Model, job: Any = None) -> list[Unsupported]:
     local = {(f.domain, f.name) for f in proto.functions}
     table = _kernels()
     out = []
-    for node in _all_nodes(proto.graph):
+    for node in iter_nodes(proto.graph):
         domain = "" if node.domain in ("", "ai.onnx") else node.domain
         if (domain, node.op_type) in local or (domain, node.op_type) in _GRAPH_LEVEL:
             continue
@@ -85,15 +85,6 @@ def precheck(model: Model, job: Any = None) -> list[Unsupported]:
         out.append(Unsupported(node.name or f"<{node.op_type}>", node.op_type, reason))
     return out
 
-
-def _all_nodes(graph):
-    for node in graph.node:
-        yield node
-        for attr in node.attribute:
-            if attr.g is not None and attr.type == 5:  # GRAPH
-                yield from _all_nodes(attr.g)
-            for g in attr.graphs:
-                yield from _all_nodes(g)
 
 
 def doctor() -> dict[str, Any]:

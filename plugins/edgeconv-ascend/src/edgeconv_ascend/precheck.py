@@ -26,6 +26,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from edgeconv.builtins.onnx_import import iter_nodes
 from edgeconv.errors import ToolchainFailed, UnsupportedOperators
 from edgeconv.targets import Unsupported
 
@@ -87,15 +88,6 @@ def model_opset(proto) -> int | None:
     return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
-def _all_nodes(graph):
-    for node in graph.node:
-        yield node
-        for attr in node.attribute:
-            if attr.type == 5:  # GRAPH
-                yield from _all_nodes(attr.g)
-            for g in attr.graphs:
-                yield from _all_nodes(g)
-
 
 def _attr(node, name: str, default: Any = None) -> Any:
     for a in node.attribute:
@@ -121,8 +113,8 @@ def check_proto(proto, *, final: bool = False) -> list[Unsupported]:
         opset_ok = True
     local = {(f.domain, f.name) for f in proto.functions}
     consts = {i.name for i in proto.graph.initializer}
-    consts |= {o for n in _all_nodes(proto.graph) if n.op_type == "Constant" for o in n.output}
-    for node in _all_nodes(proto.graph):
+    consts |= {o for n in iter_nodes(proto.graph) if n.op_type == "Constant" for o in n.output}
+    for node in iter_nodes(proto.graph):
         name = node.name or f"<{node.op_type}>"
         domain = "" if node.domain in ("", "ai.onnx") else node.domain
         if (node.domain, node.op_type) in local:

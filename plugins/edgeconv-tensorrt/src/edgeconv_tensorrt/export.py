@@ -8,7 +8,6 @@ a missing toolchain is exit 3 with the install hint and nothing written.
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any

@@ -15,6 +15,7 @@ import json
 from importlib.resources import files
 from typing import Any
 
+from edgeconv.builtins.onnx_import import iter_nodes
 from edgeconv.targets import Unsupported
 
 from .versions import TrtVersion
@@ -55,7 +56,7 @@ def check_proto(proto, version: TrtVersion) -> list[Unsupported]:
     local = {(f.domain, f.name) for f in proto.functions}
     inits = {i.name: i for i in proto.graph.initializer}
     out: list[Unsupported] = []
-    for node in _all_nodes(proto.graph):
+    for node in iter_nodes(proto.graph):
         domain = "" if node.domain in ("", "ai.onnx") else node.domain
         name = node.name or f"<{node.op_type}>"
         if (node.domain, node.op_type) in local:
@@ -98,18 +99,9 @@ def _qdq_problem(node, inits) -> str:
 
 def graph_restrictions(proto, version: TrtVersion) -> dict[str, str]:
     """The documented restrictions of the op types this graph uses (for the report)."""
-    ops = sorted({n.op_type for n in _all_nodes(proto.graph) if n.domain in ("", "ai.onnx")})
+    ops = sorted({n.op_type for n in iter_nodes(proto.graph) if n.domain in ("", "ai.onnx")})
     return {op: r for op in ops if (r := restrictions(op, version))}
 
-
-def _all_nodes(graph):
-    for node in graph.node:
-        yield node
-        for attr in node.attribute:
-            if attr.type == 5:  # GRAPH
-                yield from _all_nodes(attr.g)
-            for g in attr.graphs:
-                yield from _all_nodes(g)
 
 
 def precheck(model, job: Any = None) -> list[Unsupported]:

@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from edgeconv.builtins.onnx_import import iter_nodes
 from edgeconv.errors import UnsupportedOperators
 from edgeconv.targets import Unsupported
 
@@ -44,7 +45,7 @@ def find(model: Any, select_tf_ops: bool = False) -> list[Unsupported]:
         return []  # the exporter says onnx2tf is missing, with the install hint
     tool = f"onnx2tf {version('onnx2tf')}"
     out = []
-    for node in _nodes(model.obj.graph):
+    for node in iter_nodes(model.obj.graph):
         name = node.name or f"<{node.op_type}>"
         if node.op_type not in ops:
             out.append(Unsupported(name, node.op_type, f"{tool} has no converter for {node.op_type}"))
@@ -77,16 +78,7 @@ def precheck(model: Any, job: Any = None) -> list[Unsupported]:
     if job is not None and hasattr(job, "status"):
         from collections import Counter
 
-        hist = Counter(n.op_type for n in _nodes(model.obj.graph))
+        hist = Counter(n.op_type for n in iter_nodes(model.obj.graph))
         job.status(f"pre-check: {sum(hist.values())} nodes, {len(hist)} op types, all converted by onnx2tf")
     return found
 
-
-def _nodes(graph):
-    for node in graph.node:
-        yield node
-        for attr in node.attribute:
-            if attr.type == 5:  # GRAPH
-                yield from _nodes(attr.g)
-            for g in attr.graphs:
-                yield from _nodes(g)
