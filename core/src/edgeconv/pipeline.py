@@ -523,13 +523,8 @@ def _source_size(path: Path | None, model: Model) -> int | None:
     if path.is_dir():
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     size = path.stat().st_size
-    if model.form == "onnx":  # external data beside it
-        from .builtins.onnx_import import check_external_data
-
-        with contextlib.suppress(Exception):
-            import onnx
-
-            size += sum(p.stat().st_size for p in check_external_data(onnx.load(str(path), load_external_data=False), path))
+    # external data beside an ONNX file, as the importer found it
+    size += sum(Path(p).stat().st_size for p in model.meta.get("external_data", []))
     return size
 
 

@@ -14,7 +14,7 @@ import pytest
 
 import edgeconv
 
-openvino = pytest.importorskip("openvino")
+import openvino
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
@@ -161,7 +161,7 @@ def test_accuracy_control_with_labelled_data_and_a_budget(digits, tmp_path):
 # -- ResNet-18, random weights ------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def resnet(tmp_path_factory):
-    torch = pytest.importorskip("torch")
+    import torch
     from edgeconv.testing.refnets import build
 
     work = tmp_path_factory.mktemp("ov-resnet")
@@ -206,7 +206,7 @@ def test_resnet18_sizes_and_dynamic_batch(resnet):
 
 # -- routes -------------------------------------------------------------------------------------
 def test_torch_source_goes_direct_and_via_onnx_on_request(tmp_path):
-    torch = pytest.importorskip("torch")
+    import torch  # noqa: F401  (refnets needs it)
     from edgeconv.testing.refnets import build
 
     model, example = build("digits")
@@ -226,7 +226,7 @@ def test_torch_source_goes_direct_and_via_onnx_on_request(tmp_path):
 
 
 def test_exported_program_goes_direct(tmp_path):
-    torch = pytest.importorskip("torch")
+    import torch
     from edgeconv.testing.refnets import build
 
     model, example = build("digits")
@@ -240,7 +240,7 @@ def test_exported_program_goes_direct(tmp_path):
 
 @pytest.mark.slow
 def test_keras_source_goes_direct(tmp_path):
-    pytest.importorskip("tensorflow")
+    import tensorflow  # noqa: F401
     import keras
 
     inp = keras.Input((8, 8, 1), name="image")
@@ -284,7 +284,7 @@ def test_precheck_names_the_unsupported_onnx_node(cli, tmp_path):
 
 
 def test_precheck_names_unconvertible_torch_ops(tmp_path):
-    torch = pytest.importorskip("torch")
+    import torch
     from edgeconv.errors import UnsupportedOperators
 
     class Bessel(torch.nn.Module):
@@ -372,7 +372,7 @@ def test_hint_rule():
 
 
 def test_attention_graphs_are_quantized_as_transformers():
-    torch = pytest.importorskip("torch")
+    import torch
     from edgeconv.testing.refnets import TransformerEncoderNet
     from edgeconv_openvino.quantize import has_attention
 

@@ -18,15 +18,22 @@ def load(source: Any, *, input_shapes: dict[str, tuple[int, ...]] | None = None,
     import onnx
 
     if isinstance(source, onnx.ModelProto):
-        proto, path = source, None
+        proto, path, externals = source, None, []
     else:
         path = Path(source)
-        proto = read(path)
-    return from_proto(proto, path, input_shapes=input_shapes)
+        proto, externals = read_with_externals(path)
+    model = from_proto(proto, path, input_shapes=input_shapes)
+    model.meta["external_data"] = [str(p) for p in externals]
+    return model
 
 
 def read(path: Path):
     """Read and check an ONNX file, its external data confined to its folder."""
+    return read_with_externals(path)[0]
+
+
+def read_with_externals(path: Path):
+    """``read``, and the external data files it loaded (for the source's size and hash)."""
     import onnx
     from google.protobuf.message import DecodeError
 
@@ -56,7 +63,7 @@ def read(path: Path):
             onnx.load_external_data_for_model(proto, str(path.parent))
         except (OSError, ValueError) as exc:
             raise BadInput(f"cannot read its external data ({_brief(exc)})", file=path, stage="import") from None
-    return proto
+    return proto, externals
 
 
 def check_external_data(proto, path: Path) -> list[Path]:
@@ -150,7 +157,10 @@ def _dtype_name(elem_type: int) -> str:
     try:
         return str(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
     except Exception:
-        return onnx.TensorProto.DataType.Name(elem_type).lower()
+        try:
+            return onnx.TensorProto.DataType.Name(elem_type).lower()
+        except ValueError:  # a type number this onnx does not know (found by fuzzing)
+            return f"unknown-type-{elem_type}"
 
 
 def _spec(value_info, index: int, role: str) -> TensorSpec:

@@ -152,8 +152,8 @@ def _load_quantized(path: Path, model: Model) -> Model:
 def quantize_static(model: Model, job: Any) -> tuple[Model, dict[str, Any]]:
     """Static INT8 in QDQ format with a calibration set (onnxruntime.quantization).
 
-    Defaults: per-channel int8 weights and uint8 activations (U8S8), which ran 2-3x
-    faster than S8S8 on ResNet-18 on this CPU (VNNI), after quant_pre_process.
+    Defaults: per-channel int8 weights and uint8 activations (U8S8), after quant_pre_process
+    (issue #2 reports U8S8 2-3x faster than S8S8 on ResNet-18 here; not re-measured by our benchmarks).
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static as ort_quantize_static
 

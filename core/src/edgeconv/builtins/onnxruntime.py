@@ -7,7 +7,7 @@ from ..targets import Option, RunnerSpec, Target
 
 OPTIONS = (
     Option("per_channel", bool, True, "int8: per-channel weight scales"),
-    Option("activation_type", str, "uint8", "int8: activation type (uint8 runs 2-3x faster here)", ("uint8", "int8")),
+    Option("activation_type", str, "uint8", "int8: activation type (uint8: U8S8, the fast path on x86 VNNI)", ("uint8", "int8")),
     Option("weight_type", str, "int8", "int8: weight type", ("int8", "uint8")),
     Option("calibrate_method", str, "minmax", "int8: calibration method", ("minmax", "entropy", "percentile")),
     Option("calib_limit", int, 300, "int8: at most this many calibration samples"),
