@@ -25,8 +25,10 @@ print("HEAVY=" + ",".join(heavy))
         "from edgeconv.cli import main\nsys.argv = ['edgeconv', '--help']\ntry:\n    main()\nexcept SystemExit:\n    pass",
         "from edgeconv.cli import main\nsys.argv = ['edgeconv', 'targets']\ntry:\n    main()\nexcept SystemExit:\n    pass",
         "from edgeconv.cli import main\nsys.argv = ['edgeconv', 'plugins', '--all']\ntry:\n    main()\nexcept SystemExit:\n    pass",
+        "from edgeconv.cli import main\nsys.argv = ['edgeconv', 'devices']\ntry:\n    main()\nexcept SystemExit:\n    pass",
+        "from edgeconv.cli import main\nsys.argv = ['edgeconv', 'devices', 'jetson-orin-nano', '--json']\ntry:\n    main()\nexcept SystemExit:\n    pass",
     ],
-    ids=["import", "--help", "targets", "plugins"],
+    ids=["import", "--help", "targets", "plugins", "devices", "devices NAME"],
 )
 def test_start_up_imports_nothing_heavy(code):
     out = subprocess.run([sys.executable, "-c", PROBE.format(code=code, heavy=HEAVY)], capture_output=True,

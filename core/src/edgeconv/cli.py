@@ -114,14 +114,78 @@ def _preprocess(mean: str | None, std: str | None, bgr: bool, layout: str | None
     return Preprocess(mean=floats(mean, (0.0,), "--mean"), std=floats(std, (1.0,), "--std"), bgr=bgr, layout=layout)
 
 
-def _source_options(weights=None, trust_pickle=False, trust_code=False, dynamic=None, exporter=None, opset=None):
+def _source_options(weights=None, trust_pickle=False, trust_code=False, dynamic=None, exporter=None, opset=None,
+                    prune=None, prune_data=None, prune_round_to=None):
     from .errors import BadInput
 
     if exporter not in (None, "dynamo", "torchscript"):
         raise BadInput(f"--exporter {exporter!r} must be dynamo or torchscript", stage="options")
     opts = {"weights": weights, "trust_pickle": trust_pickle, "trust_code": trust_code, "dynamic": dynamic,
             "exporter": exporter, "opset": opset}
+    if prune is not None:
+        from .prune import parse_ratio
+
+        opts["prune"] = parse_ratio(prune)  # checked before any long work
+        opts["prune_data"] = prune_data  # labelled --data: accuracy before/after pruning
+        opts["prune_round_to"] = prune_round_to
+    elif prune_round_to is not None:
+        raise BadInput("--prune-round-to goes with --prune RATIO", stage="options")
+    if prune_round_to is not None and prune_round_to < 1:
+        raise BadInput(f"--prune-round-to {prune_round_to} must be a positive channel multiple, e.g. 8", stage="options")
     return {k: v for k, v in opts.items() if v}
+
+
+def _check_prunable(model: str, source_form: str | None) -> None:
+    """--prune edits a PyTorch module: refuse other sources before any long work."""
+    from .errors import BadInput
+    from .pipeline import pick_importer
+
+    imp = pick_importer(model, source_form)
+    if imp.form != "torch":
+        raise BadInput(f"--prune needs a PyTorch source (a file.py:factory or module:factory); this one is in the {imp.form} form",
+                       file=model, stage="prune")
+
+
+def _device(name: str | None, to: str | None, precision: str | None, options: dict[str, str],
+            budgets: dict[str, str | None], calib: str | None):
+    """--device NAME: fill target, options, precision and budgets the user did not give."""
+    if name is None:
+        return None
+    from .devices import get, resolve
+    from .plugins import registry
+
+    tgt = registry().targets.get(to or get(name).target)
+    return resolve(name, target=to, precision=precision, options=options, budgets=budgets, calibration=calib,
+                   target_precisions=tuple(tgt.precisions) if tgt else None,
+                   target_options=tuple(o.name for o in tgt.options) if tgt else None)
+
+
+def _say_device(resolved) -> None:
+    if resolved is None:
+        return
+    filled = ", ".join(f"{k}={v}" for k, v in resolved.from_device.items()) or "nothing (all given explicitly)"
+    typer.echo(f"edgeconv: device {resolved.device.name}: filled {filled}", err=True)
+    for note in resolved.notes:
+        typer.echo(f"edgeconv: device {resolved.device.name}: {note}", err=True)
+
+
+def _say_prune(report: dict[str, Any]) -> None:
+    """One line on stderr: what pruning changed (the numbers are in source.meta.prune)."""
+    p = ((report.get("source") or {}).get("meta") or {}).get("prune")
+    if not p:
+        return
+    from .report import human_size
+
+    par, w, lat = p["parameters"], p["weights_bytes"], p["latency_ms"]
+    text = (f"edgeconv: pruned {p['ratio']:.0%} of the channels: parameters {par['before']:,} -> {par['after']:,} "
+            f"(-{par['reduction']:.1%}), weights {human_size(w['before'])} -> {human_size(w['after'])}, "
+            f"eager latency x{lat['ratio']}")
+    acc = p.get("accuracy")
+    if acc:
+        text += (f", accuracy {acc['before']:.2%} -> {acc['after']:.2%} ({-acc['drop_pp']:+.2f} pp on "
+                 f"{acc['samples']} labelled samples)")
+    text += f"; fine-tune {p['finetune']['seconds']} s" if p.get("finetune") else "; not fine-tuned"
+    typer.echo(text, err=True)
 
 
 def _emit(result, as_json: bool) -> None:
@@ -203,8 +267,9 @@ def make_app() -> typer.Typer:
     @app.command()
     def convert(
         model: Annotated[str, typer.Argument(help="The model: a file or folder (.onnx, ...).")],
-        to: Annotated[str, typer.Option("--to", "-t", help="Target name (see `edgeconv targets`).")] = "onnxruntime",
-        precision: Annotated[Optional[str], typer.Option("--precision", "-p", help="fp32, fp16, int8 (static), int8-dynamic, ... as the target allows (default: the target's, fp32 for most).")] = None,
+        to: Annotated[Optional[str], typer.Option("--to", "-t", help="Target name (see `edgeconv targets`; default: the --device's target, else onnxruntime).")] = None,
+        precision: Annotated[Optional[str], typer.Option("--precision", "-p", help="fp32, fp16, int8 (static), int8-dynamic, ... as the target allows, or auto: the fastest candidate that meets every budget (default: the --device's preferred one, else the target's, fp32 for most).")] = None,
+        device: Annotated[Optional[str], typer.Option("--device", "-d", help="A device profile (see `edgeconv devices`): fills the target, its options, the precision and budgets you do not give explicitly.")] = None,
         calib: Annotated[Optional[str], typer.Option("--calib", help="Calibration data for int8: .npz, .npy, image folder, or 'random' (smoke runs only).")] = None,
         data: DataOpt = None,
         input_shape: ShapeOpt = None,
@@ -234,6 +299,8 @@ def make_app() -> typer.Typer:
         dynamic: Dynamic = None,
         exporter: Exporter = None,
         opset: Opset = None,
+        prune: Annotated[Optional[str], typer.Option("--prune", help="PyTorch sources: remove this share of every prunable layer's channels (torch-pruning, e.g. 0.3) before converting; the report's source.meta.prune compares parameters, size, latency and (with labelled --data) accuracy before/after. Fine-tune through the Python API.")] = None,
+        prune_round_to: Annotated[Optional[int], typer.Option("--prune-round-to", help="With --prune: keep every pruned layer's channel count a multiple of this (e.g. 8; runtimes are often faster on such counts, see docs/benchmarks-prune.md).")] = None,
         prepare_only: Annotated[bool, typer.Option("--prepare-only", help="Targets that offer it: write what this host can make (prepared ONNX, build recipe) without the vendor toolchain.")] = False,
         as_json: JsonOpt = False,
         report_html: ReportOpt = None,
@@ -244,17 +311,29 @@ def make_app() -> typer.Typer:
             from .pipeline import convert as run_convert
             from .report import Budgets
 
-            budgets = Budgets.parse(max_size, max_latency, max_accuracy_drop)
+            opts = _options(option)
+            limits = {"max_size": max_size, "max_latency": max_latency, "max_accuracy_drop": max_accuracy_drop}
+            src_opts = _source_options(weights, trust_pickle, trust_code, dynamic, exporter, opset, prune, data,
+                                       prune_round_to)
+            if prune is not None:
+                _check_prunable(model, source_form)
+            resolved = _device(device, to, precision, opts, limits, calib)
+            if resolved is not None:
+                to, precision, opts, limits = resolved.target, resolved.precision, resolved.options, resolved.budgets
+            budgets = Budgets.parse(limits["max_size"], limits["max_latency"], limits["max_accuracy_drop"])
+            _say_device(resolved)
             with _progress(not as_json) as status:
                 result = run_convert(
-                    model, to, precision=precision, calibration=calib, data=data, input_shapes=input_shape,
-                    output=output, force=force, options=_options(option), budgets=budgets,
+                    model, to or "onnxruntime", precision=precision, calibration=calib, data=data,
+                    input_shapes=input_shape, output=output, force=force, options=opts, budgets=budgets,
                     thresholds=_thresholds(threshold), verify=not no_verify, runs=runs, threads=threads,
                     seed=seed, source_form=source_form, via=via, preprocess=_preprocess(mean, std, bgr, layout),
                     skip_passes=tuple(skip_pass or ()), memory=not no_memory, label_output=label_output,
-                    source_options=_source_options(weights, trust_pickle, trust_code, dynamic, exporter, opset),
-                    prepare_only=prepare_only, status=status,
+                    source_options=src_opts, prepare_only=prepare_only, status=status,
                 )
+            if resolved is not None:  # the pipeline does not take a device yet: shown here, not in report.json
+                result.report["device"] = resolved.report()
+        _say_prune(result.report)
         _write_report(report_html, result.report)
         _emit(result, as_json)
 
@@ -393,6 +472,49 @@ def make_app() -> typer.Typer:
                     typer.echo(f"  {r['name']}: -O {o['name']}=<{o['type']}> (default {o['default']!r}) {o['help']}")
 
     @app.command()
+    def devices(
+        name: Annotated[Optional[str], typer.Argument(help="A device: show its profile and the source of every fact.")] = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """List device profiles (`--device NAME` on convert), or show one with its sources."""
+        with guard():
+            from .devices import SCHEMA, catalogue, get
+            from .plugins import registry
+
+            reg = registry()
+
+            def status(target: str) -> str:
+                t = reg.targets.get(target)
+                return "ready" if t is not None and not t.missing() else "missing"
+
+            if name is not None:
+                dev = get(name)
+                if as_json:
+                    typer.echo(json.dumps({"schema": SCHEMA, "device": {**dev.to_dict(), "target_status": status(dev.target)}},
+                                          indent=2))
+                    return
+                _render_device(dev, status(dev.target))
+                return
+            devs = list(catalogue().values())
+        if as_json:
+            typer.echo(json.dumps({"schema": SCHEMA, "devices": [{**d.to_dict(), "target_status": status(d.target)}
+                                                                 for d in devs]}, indent=2))
+            return
+        from rich.markup import escape
+        from rich.table import Table
+
+        table = Table(title="device profiles (edgeconv devices NAME: details and sources)", title_justify="left")
+        for col in ("device", "target", "precisions"):
+            table.add_column(col, no_wrap=True)
+        table.add_column("options", overflow="fold")
+        table.add_column("memory", overflow="fold", ratio=1)
+        for d in devs:
+            colour = "green" if status(d.target) == "ready" else "yellow"
+            table.add_row(d.name, f"[{colour}]{escape(d.target)}[/]", ",".join(d.precisions),
+                          escape(" ".join(f"{k}={v}" for k, v in d.options.items())), escape(d.fact("memory") or "unknown"))
+        _console().print(table)
+
+    @app.command()
     def plugins(
         all_: Annotated[bool, typer.Option("--all", help="Include built-in plugins.")] = False,
         as_json: JsonOpt = False,
@@ -487,6 +609,27 @@ def make_app() -> typer.Typer:
 
     pm.hook.register_commands(app=app)
     return app
+
+
+def _render_device(dev: Any, target_status: str) -> None:
+    from rich.markup import escape
+
+    console = _console()
+    console.print(f"[bold]{escape(dev.name)}[/]: {escape(dev.title)} ({escape(dev.vendor)})")
+    also = f" (also: {', '.join(dev.also)})" if dev.also else ""
+    console.print(f"target: {escape(dev.target)} [{'green' if target_status == 'ready' else 'yellow'}]{target_status}[/]{escape(also)}")
+    console.print(f"precisions (preferred first): {', '.join(dev.precisions)}")
+    console.print("options: " + escape(" ".join(f"-O {k}={v}" for k, v in dev.options.items()) or "none"))
+    console.print("budgets: " + escape(", ".join(f"{k}={v}" for k, v in dev.budgets.items()) or "none")
+                  + f" ({escape(dev.budgets_reason)})")
+    if dev.note:
+        console.print(f"note: {escape(dev.note)}")
+    console.print("[bold]facts[/] (each with its source; URLs unbroken to copy):")
+    for key, f in dev.facts.items():
+        console.print(f"  [bold]{escape(key)}[/]: {escape(str(f.get('value', '')))}")
+        console.print(f"    source ({escape(f.get('kind', ''))}): {escape(f.get('source', ''))}", soft_wrap=True)
+    for key in dev.unknown:
+        console.print(f"  [bold]{escape(key)}[/]: unknown (searched, no source found)")
 
 
 def _render_inspect(info: dict[str, Any]) -> None:

@@ -18,6 +18,13 @@ takes it); a plain ``nn.Module`` through the TorchScript exporter (opset 17: 5-1
 here, e.g. ResNet-18 0.9 s vs 6-11 s), falling back to dynamo (opset 20) when it fails.
 ``--exporter dynamo|torchscript`` forces one. Dynamo's external ``.data`` is inlined for
 models under 1.8 GB.
+
+Pruning (``--prune``, ``edgeconv.prune``): the source options ``prune`` (channel ratio),
+``finetune`` (a callable given the pruned module), ``prune_data`` (labelled data: accuracy
+before/after), ``prune_ignore`` (module names to keep whole) and ``prune_round_to`` prune an
+``nn.Module`` source right after it is loaded; what changed is in ``Model.meta["prune"]``, which
+the report carries as ``source.meta.prune``. Everything after (export, verification) sees the
+pruned module.
 """
 
 from __future__ import annotations
@@ -72,6 +79,9 @@ def load(source: Any, *, input_shapes: dict[str, tuple[int, ...]] | None = None,
         kind = "exported" if isinstance(module, torch.export.ExportedProgram) else "module"
     where = str(path or source if isinstance(source, (str, Path)) else f"<{type(source).__name__}>")
     names, example = _inputs(example, input_shapes, opts, where)
+    pruning = None
+    if opts.get("prune") is not None:
+        module, pruning = _prune(module, kind, example, names, opts, where)
     runnable = module.module() if kind == "exported" else module
     if kind != "exported":  # an ExportedProgram's module is already in inference form
         runnable.eval()
@@ -93,8 +103,38 @@ def load(source: Any, *, input_shapes: dict[str, tuple[int, ...]] | None = None,
     io = IOContract(tuple(TensorSpec(t.name, t.shape, t.dtype, guess_layout(t.shape)) for t in io.inputs), io.outputs)
     meta = {"kind": kind, "torch": torch.__version__, "parameters": int(sum(p.numel() for p in runnable.parameters()))
             if hasattr(runnable, "parameters") else None}
+    if pruning is not None:
+        meta["prune"] = pruning
     return Model(form="torch", io=io, path=path, obj={"module": module, "runnable": runnable, "example": example,
                                                      "kind": kind}, meta=meta)
+
+
+def _prune(module: Any, kind: str, example: tuple, names: list[str], opts: dict, where: str) -> tuple[Any, dict]:
+    """Source options ``prune`` (channel ratio), ``finetune`` (callable), ``prune_data`` (labelled
+    ``--data`` for accuracy before/after), ``prune_ignore`` (module names), ``prune_round_to``."""
+    from ..errors import EdgeconvError
+    from ..prune import parse_ratio, prune
+
+    ratio = parse_ratio(opts["prune"])
+    if kind not in ("module", "factory"):
+        raise BadInput(f"--prune needs an nn.Module (a factory file.py:fn or a module in the Python API); a {kind} "
+                       "source has no channels left to edit", file=where, stage="prune")
+    data = opts.get("prune_data")
+    if data is not None and not isinstance(data, (tuple, list)) and not hasattr(data, "arrays"):
+        from ..data import load_dataset
+
+        io = IOContract(tuple(TensorSpec(n, tuple(x.shape), str(x.dtype).replace("torch.", ""))
+                              for n, x in zip(names, example, strict=True)), ())
+        data = load_dataset(data, io, what="--data")
+        if data.labels is None:
+            data = None  # fidelity-only data: no accuracy before/after
+    try:
+        res = prune(module, ratio, example, finetune=opts.get("finetune"), data=data,
+                    ignored_layers=tuple(opts.get("prune_ignore") or ()), round_to=opts.get("prune_round_to"))
+    except EdgeconvError as exc:
+        exc.file = exc.file or where
+        raise
+    return res.module, res.report
 
 
 def _flatten(out: Any) -> list[Any]:
@@ -267,6 +307,15 @@ def to_onnx(model: Model, job: Any) -> tuple[Model, dict[str, Any]]:
         out.io = _carry_layout(model.io, out.io)
         info = {"exporter": exporter, "opset": opset, "torch": torch.__version__,
                 "seconds": round(time.perf_counter() - started, 3), "after": {"nodes": len(proto.graph.node)}}
+        pruned = model.meta.get("prune")
+        if pruned:
+            params = pruned["parameters"]
+            job.warn(f"pruned {pruned['ratio']:.0%} of the channels ({params['before']:,} -> {params['after']:,} "
+                     "parameters): fidelity compares the artifact with the pruned torch model; the pruning's "
+                     "own effect is in source.meta.prune")
+            if not pruned.get("finetune"):
+                job.warn("pruned without fine-tuning: accuracy usually drops a lot; fine-tune through the Python "
+                         "API (source_options={'prune': r, 'finetune': fn})")
         if errors:
             info["fallback_from"] = errors
             job.warn(f"the TorchScript exporter failed; exported with dynamo instead ({errors[0][:160]})")
