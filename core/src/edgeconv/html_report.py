@@ -128,6 +128,7 @@ def render_html(doc: dict[str, Any]) -> str:
         f'by edgeconv {_e(__version__)}{" · run " + _e(items[0]["created"]) if single and items[0].get("created") else ""}</p>'
         "</header>",
         _summary_single(items[0]) if single else _summary_many(items),
+        _auto_section(items[0]) if single and items[0].get("auto") else "",
         _comparison(items),
         _latency_section(items),
     ]
@@ -293,6 +294,26 @@ def _summary_many(items: list[dict[str, Any]]) -> str:
     return ('<section><h2 id="summary">Summary</h2>' + head
             + _table(["target", "precision", "verdict", "size", "vs source", "latency p50", "accuracy", "drop",
                       "budgets", "reason"], rows, "summary")
+            + "</section>")
+
+
+def _auto_section(r: dict[str, Any]) -> str:
+    """``--precision auto``: every candidate, its verdict per budget, and why the winner won."""
+    from .report import AUTO_COLUMNS, auto_rows
+
+    auto = r["auto"]
+    rows = [[_e(x) for x in row] for row in auto_rows(auto)]
+    sens = auto.get("sensitivity") or {}
+    ranked = "".join(f"<li>{_e(x['node'])} ({_e(x['op_type'])}): {x['sqnr_db']:.1f} dB</li>"
+                     for x in (sens.get("ranked") or [])[:10])
+    extra = (f"<h3>Sensitive layers</h3><p>output SQNR with each layer alone in int8 (lowest first):</p><ol>{ranked}</ol>"
+             f"<p>kept in float: <b>{_e(', '.join(sens.get('keep_float') or []) or 'none found')}</b> after "
+             f"{len(sens.get('trials') or [])} trial build(s)</p>") if sens else ""
+    notes = "".join(f"<li>{_e(n)}</li>" for n in auto.get("notes") or [])
+    return ('<section><h2 id="auto">--precision auto</h2>'
+            f"<p><b>winner:</b> {_e(auto.get('why'))}</p>"
+            f"<p>accuracy budget {_e(auto.get('accuracy_budget_pp'))} pp ({_e(auto.get('accuracy_budget_source'))})</p>"
+            + _table(list(AUTO_COLUMNS), rows, "summary") + extra + (f"<ul>{notes}</ul>" if notes else "")
             + "</section>")
 
 

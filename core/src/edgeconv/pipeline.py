@@ -83,6 +83,7 @@ class Job:
     output: Path | None = None  # where the output folder will be renamed to
     warnings: list[str] = field(default_factory=list)
     status: Callable[[str], None] = lambda msg: None
+    model: Model | None = None  # the model the exporter receives (set just before export): for name mapping
     _calib: Dataset | None = None
 
     def warn(self, message: str) -> None:
@@ -320,6 +321,7 @@ def convert(
     source_options: dict[str, Any] | None = None,
     prepare_only: bool = False,
     status: Callable[[str], None] | None = None,
+    keep_float: Any = None,
 ) -> Result:
     """Convert ``source`` for ``target``, verify the artifact against the source, report.
 
@@ -334,7 +336,24 @@ def convert(
     ``prepare_only``: for targets that offer it (option ``prepare_only``), write everything that
     can be made on this host (e.g. a prepared/QDQ ONNX and the build recipe) without the
     vendor toolchain; the target's requirements are then not checked up front.
+
+    ``precision="auto"`` builds every precision the target offers (and INT8 with its most
+    sensitive layers in float when plain INT8 misses the accuracy budget), verifies and times
+    each, and keeps the fastest that meets every budget (``edgeconv.auto``, docs/auto.md).
+
+    ``keep_float``: ONNX node names that stay in float in an INT8 model (a list, or one
+    comma-separated string); the same as the target option ``-O keep_float=...``.
     """
+    if precision == "auto":
+        from .auto import convert_auto
+
+        return convert_auto(
+            source, target, calibration=calibration, data=data, input_shapes=input_shapes, output=output,
+            force=force, options=options, budgets=budgets, thresholds=thresholds, verify=verify, runs=runs,
+            warmup=warmup, threads=threads, seed=seed, source_form=source_form, via=via, preprocess=preprocess,
+            skip_passes=skip_passes, memory=memory, label_output=label_output, source_options=source_options,
+            prepare_only=prepare_only, status=status, keep_float=keep_float,
+        )
     say = status or (lambda msg: None)
     timings: dict[str, float] = {}
     reg = registry()
@@ -342,6 +361,13 @@ def convert(
     precision = precision or tgt.default_precision
     tgt.check_precision(precision)
     opts = tgt.validate_options(options)
+    if keep_float:
+        if not supports_keep_float(tgt):
+            raise BadInput(f"target {tgt.name!r} cannot keep layers in float (it has no keep_float option)",
+                           stage="options")
+        from .sensitivity import keep_float_option
+
+        opts["keep_float"] = tuple(keep_float_option({"keep_float": keep_float}))
     if prepare_only:
         if "prepare_only" not in opts:
             raise BadInput(f"target {tgt.name!r} has no prepare-only mode", stage="options")
@@ -417,6 +443,7 @@ def convert(
             say("export")
 
             def export() -> Artifact:
+                job.model = current
                 try:
                     return load_ref(tgt.exporter)(current, job)
                 except EdgeconvError as exc:
@@ -512,6 +539,12 @@ def convert(
             raise BadInput(f"cannot write the output ({exc.strerror})", file=out, stage="export") from None
         raise
     return Result(report=report, artifact=out.absolute(), exit_code=_exit_code(report))
+
+
+def supports_keep_float(tgt: Target) -> bool:
+    """Whether a target takes ``keep_float``: it declares the option, or its INT8 is the core's
+    onnxruntime pass (which reads it)."""
+    return any(o.name == "keep_float" for o in tgt.options) or "ort.quantize_static" in tgt.precision_passes.get("int8", ())
 
 
 _WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}

@@ -108,7 +108,8 @@ def render(report: dict[str, Any], console) -> None:
     route = " -> ".join(report.get("route") or [])
     console.print(
         f"[bold]{e(report['source']['path'])}[/] -> [bold]{report['target']}[/] {report['precision']}"
-        f"  ({e(route)})  [{colour}]{verdict.get('status', '?').upper()}[/]"
+        + (" (--precision auto)" if report.get("precision_requested") == "auto" else "")
+        + f"  ({e(route)})  [{colour}]{verdict.get('status', '?').upper()}[/]"
         + (f": {e(verdict['reason'])}" if verdict.get("reason") else "")
     )
     if art:
@@ -150,11 +151,58 @@ def render(report: dict[str, Any], console) -> None:
         t.add_row("peak RSS", "", human_size(report["peak_rss_bytes"]), f"model {human_size(mem.get('model_rss_bytes'))}")
     if t.row_count:
         console.print(t)
+    if report.get("auto"):
+        render_auto(report["auto"], console)
     for name, b in (report.get("budgets") or {}).items():
         mark = "[green]pass[/]" if b["pass"] else "[red]FAIL[/]"
         console.print(f"budget {name}: {b['value']} <= {b['limit']}: {mark}" + (f" ({b['proxy']})" if b.get("proxy") else ""))
     for w in report.get("warnings") or []:
         console.print(f"[yellow]warning:[/] {e(w)}")
+
+
+def auto_rows(auto: dict[str, Any]) -> list[list[str]]:
+    """One row per ``--precision auto`` candidate: the numbers it was judged by, its verdict per budget."""
+    rows = []
+    for c in auto.get("candidates") or []:
+        acc = c.get("accuracy") or {}
+        fid = c.get("fidelity") or {}
+        budgets = "; ".join(f"{k} {b['value']}<={b['limit']} {'ok' if b['pass'] else 'FAIL'}"
+                            for k, b in (c.get("budgets") or {}).items())
+        settings = c.get("best_settings")
+        rows.append([
+            ("* " if c["name"] == auto.get("winner") else "") + c["name"],
+            human_size(c.get("size_bytes")),
+            f"{acc['drop_pp']:+.2f} pp" if acc else "-",
+            _fmt(fid.get("cosine"), ".5f"),
+            _fmt(c.get("latency_ms_p50"), ".3f"),
+            (", ".join(f"{k}={v}" for k, v in settings.items()) or "defaults") if settings is not None else "-",
+            budgets or "-",
+            "meets" if c.get("qualifies") else ("; ".join(c.get("failures") or []) or c.get("status") or "-"),
+        ])
+    return rows
+
+
+AUTO_COLUMNS = ("candidate", "size", "acc. drop", "cosine", "p50 ms", "runner settings", "budgets", "verdict")
+
+
+def render_auto(auto: dict[str, Any], console) -> None:
+    from rich.markup import escape as e
+    from rich.table import Table
+
+    t = Table(title=f"--precision auto: candidates (accuracy budget {auto.get('accuracy_budget_pp')} pp, "
+                    f"{auto.get('accuracy_budget_source')})", title_justify="left")
+    for col in AUTO_COLUMNS:
+        t.add_column(col, justify="right" if col in ("size", "acc. drop", "cosine", "p50 ms") else "left")
+    for row in auto_rows(auto):
+        t.add_row(*(e(x) for x in row))
+    console.print(t)
+    sens = auto.get("sensitivity")
+    if sens:
+        top = ", ".join(f"{r['node']} ({r['sqnr_db']:.1f} dB)" for r in (sens.get("ranked") or [])[:5])
+        console.print(f"sensitive layers (alone in int8, output SQNR): {e(top)}")
+        console.print(f"kept in float: {e(', '.join(sens.get('keep_float') or []) or 'none found')} "
+                      f"after {len(sens.get('trials') or [])} trial build(s)")
+    console.print(f"[bold]winner:[/] {e(auto.get('why') or '')}")
 
 
 def _fmt(v: float | None, spec: str) -> str:

@@ -63,10 +63,11 @@ def to_fp16(model: Model, job: Any) -> tuple[Model, dict[str, Any]]:
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     keep_io = not job.options.get("fp16_io", False)
+    keep = keep_float_names(model.obj, job)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            half = convert_float_to_float16(model.obj, keep_io_types=keep_io)
+            half = convert_float_to_float16(model.obj, keep_io_types=keep_io, node_block_list=keep or None)
             # The converter appends its Cast nodes at the end: sort the graph again.
             from onnxruntime.transformers.onnx_model import OnnxModel
 
@@ -82,6 +83,7 @@ def to_fp16(model: Model, job: Any) -> tuple[Model, dict[str, Any]]:
         "after": _counts(half),
         "io_float32": keep_io,
         "float16_initializers": types.get(10, 0),
+        **({"keep_float": keep} if keep else {}),
     }
 
 
@@ -168,6 +170,8 @@ def quantize_static(model: Model, job: Any) -> tuple[Model, dict[str, Any]]:
         "entropy": CalibrationMethod.Entropy,
         "percentile": CalibrationMethod.Percentile,
     }[job.options.get("calibrate_method", "minmax")]
+    keep = keep_float_names(model.obj, job)
+    excluded = list(dict.fromkeys([*(job.options.get("nodes_to_exclude") or ()), *_with_fused_activations(model.obj, keep)]))
     settings = {
         "quant_format": "QDQ",
         "per_channel": bool(job.options.get("per_channel", True)),
@@ -175,8 +179,9 @@ def quantize_static(model: Model, job: Any) -> tuple[Model, dict[str, Any]]:
         "weight_type": job.options.get("weight_type", "int8"),
         "calibrate_method": job.options.get("calibrate_method", "minmax"),
         "calibration_samples": min(limit, len(calib)),
-        "nodes_to_exclude": list(job.options.get("nodes_to_exclude") or ()),
+        "nodes_to_exclude": excluded,
         "op_types": list(job.options.get("op_types") or ()),
+        **({"keep_float": keep} if keep else {}),
     }
     try:
         with warnings.catch_warnings():
@@ -198,6 +203,12 @@ def quantize_static(model: Model, job: Any) -> tuple[Model, dict[str, Any]]:
         raise
     except Exception as exc:
         raise ToolchainFailed(f"onnxruntime quantize_static failed: {_brief(exc)}", stage="optimize") from None
+    if keep:
+        import onnx
+
+        proto = onnx.load(str(dst))
+        settings["float_inputs_restored"] = float_inputs(proto, _with_fused_activations(model.obj, keep))
+        onnx.save(proto, str(dst))
     out = _load_quantized(dst, model)
     ops = Counter(n.op_type for n in out.obj.graph.node)
     return out, {
@@ -235,3 +246,77 @@ def quantize_dynamic(model: Model, job: Any) -> tuple[Model, dict[str, Any]]:
         raise ToolchainFailed(f"onnxruntime quantize_dynamic failed: {_brief(exc)}", stage="optimize") from None
     out = _load_quantized(dst, model)
     return out, {"before": _counts(model.obj), "after": _counts(out.obj), "settings": settings}
+
+
+# -- keep_float: nodes that stay in float in an INT8 model (edgeconv.sensitivity finds them) ---------
+# onnxruntime's QDQ quantizer drops a Relu/Clip whose output it quantizes (the uint8 range clips
+# instead); keeping the node after it in float must keep that activation too.
+_FUSED_ACTIVATIONS = ("Relu", "Clip")
+
+
+def keep_float_names(proto, job: Any) -> list[str]:
+    """The ``keep_float`` option, checked against the graph's node names (a name that matches
+    no node is an error naming it)."""
+    from ..sensitivity import keep_float_option
+    from ..targets import did_you_mean
+
+    names = keep_float_option(job.options)
+    have = {n.name for n in proto.graph.node if n.name}
+    for name in names:
+        if name not in have:
+            raise BadInput(f"keep_float: the model has no node {name!r}{did_you_mean(name, have)}", stage="optimize")
+    return list(dict.fromkeys(names))
+
+
+def _with_fused_activations(proto, keep: list[str]) -> list[str]:
+    """``keep`` and the Relu/Clip nodes that produce a kept node's input."""
+    if not keep:
+        return []
+    producers = {o: n for n in proto.graph.node for o in n.output}
+    wanted = set(keep)
+    out = list(keep)
+    for node in proto.graph.node:
+        if node.name in wanted:
+            for x in node.input:
+                p = producers.get(x)
+                if p is not None and p.op_type in _FUSED_ACTIVATIONS and p.name and p.name not in out:
+                    out.append(p.name)
+    return out
+
+
+def float_inputs(proto, keep: list[str]) -> int:
+    """Feed each kept node the float tensor its QuantizeLinear -> DequantizeLinear pair came from,
+    and drop the pairs nothing reads any more. Returns how many inputs were restored.
+
+    ``nodes_to_exclude`` alone leaves the node's *input* quantized when a neighbour is (the tensor
+    is quantized once for every consumer): the node would compute in float on int8-rounded values.
+    """
+    g = proto.graph
+    producers = {o: n for n in g.node for o in n.output}
+    wanted = set(keep)
+    restored = 0
+    for node in g.node:
+        if node.name not in wanted:
+            continue
+        for i, x in enumerate(node.input):
+            dq = producers.get(x)
+            if dq is None or dq.op_type != "DequantizeLinear":
+                continue
+            q = producers.get(dq.input[0])
+            if q is None or q.op_type != "QuantizeLinear":
+                continue
+            node.input[i] = q.input[0]
+            restored += 1
+    outputs = {o.name for o in g.output}
+    while True:
+        used = {x for n in g.node for x in n.input} | outputs
+        dead = [n for n in g.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")
+                and not any(o in used for o in n.output)]
+        if not dead:
+            break
+        for n in dead:
+            g.node.remove(n)
+    used = {x for n in g.node for x in n.input}
+    for init in [i for i in g.initializer if i.name not in used]:
+        g.initializer.remove(init)
+    return restored

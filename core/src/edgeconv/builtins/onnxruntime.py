@@ -12,6 +12,8 @@ OPTIONS = (
     Option("calibrate_method", str, "minmax", "int8: calibration method", ("minmax", "entropy", "percentile")),
     Option("calib_limit", int, 300, "int8: at most this many calibration samples"),
     Option("nodes_to_exclude", list, (), "int8: node names kept in float (comma-separated)"),
+    Option("keep_float", list, (), "int8/fp16: ONNX node names kept in float: excluded from quantization, their inputs "
+           "un-quantized (what --precision auto's layer search finds; docs/auto.md)"),
     Option("op_types", list, (), "int8: only quantize these op types (comma-separated)"),
     Option("pre_process", bool, True, "int8: run quant_pre_process (shape inference, graph optimisation)"),
     Option("fp16_io", bool, False, "fp16: make the model's inputs and outputs float16 too"),

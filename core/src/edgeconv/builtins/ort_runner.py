@@ -16,9 +16,10 @@ class OrtRunner(Runner):
     modules = ("onnxruntime",)
 
     def __init__(self, model, threads: int | None = None, graph_optimization: str = "all",
-                 providers: list[str] | None = None, **options: Any) -> None:
+                 providers: list[str] | None = None, intra_op_threads: int | None = None, **options: Any) -> None:
         super().__init__(model, **options)
-        self.threads = threads
+        # --threads of this run wins over the threads stored with the artifact (--precision auto's choice)
+        self.threads = threads or intra_op_threads
         self.level = graph_optimization or "all"
         self.providers = providers or ["CPUExecutionProvider"]
         self.session = None

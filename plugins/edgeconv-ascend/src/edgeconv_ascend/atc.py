@@ -94,6 +94,8 @@ class AtcSettings:
     insert_op_conf: str | None = None
     out_nodes: str = ""
     extra: list[str] = field(default_factory=list)
+    keep_float: list[str] = field(default_factory=list)  # ONNX node names: --keep_dtype file (KEEP_DTYPE_FILE)
+    keep_dtype: str | None = None  # where that file is for this command line
 
     def argv(self, model: str, output: str, atc: str = "atc", mode: int | None = None,
              check_report: str | None = None) -> list[str]:
@@ -111,6 +113,8 @@ class AtcSettings:
             argv.append(f"--insert_op_conf={self.insert_op_conf}")
         if self.out_nodes:
             argv.append(f"--out_nodes={self.out_nodes}")
+        if self.keep_dtype:
+            argv.append(f"--keep_dtype={self.keep_dtype}")
         argv.append(f"--log={self.log}")
         if check_report:
             argv.append(f"--check_report={check_report}")
@@ -120,7 +124,8 @@ class AtcSettings:
         return {"soc_version": self.soc_version, "input_shape": self.input_shape, "input_format": self.input_format,
                 "dynamic": dict([self.dynamic]) if self.dynamic else None,
                 self.precision_flag: self.precision_value, "insert_op_conf": self.insert_op_conf,
-                "out_nodes": self.out_nodes or None, "log": self.log, "extra_args": list(self.extra)}
+                "out_nodes": self.out_nodes or None, "log": self.log, "extra_args": list(self.extra),
+                **({"keep_float": list(self.keep_float), "keep_dtype": self.keep_dtype} if self.keep_float else {})}
 
 
 def precision_setting(precision: str, options: dict[str, Any]) -> tuple[str, str]:
@@ -191,17 +196,45 @@ def check_out_nodes(text: str, proto) -> str:
     return text
 
 
+KEEP_DTYPE_FILE = "keep_dtype.cfg"
+
+
+def keep_dtype_text(names: list[str]) -> str:
+    """ATC's --keep_dtype file: one operator name per line (``OpType::`` lines would name types)."""
+    return "".join(f"{n}\n" for n in names)
+
+
+def check_keep_float(opts: dict[str, Any], proto, extra: list[str]) -> list[str]:
+    """``-O keep_float``: ONNX node names (ATC names the operators of an ONNX model after its nodes)."""
+    from edgeconv.sensitivity import keep_float_option
+    from edgeconv.targets import did_you_mean
+
+    names = keep_float_option(opts)
+    if not names:
+        return []
+    if any(w.startswith("--keep_dtype") for w in extra):
+        raise BadInput("-O keep_float writes ATC's --keep_dtype file; do not also pass --keep_dtype in -O extra_args",
+                       stage="options")
+    have = {n.name for n in proto.graph.node if n.name}
+    for name in names:
+        if have and name not in have:
+            raise BadInput(f"keep_float: the graph has no node {name!r}{did_you_mean(name, have)}", stage="options")
+    return names
+
+
 def settings_from(job, shapes, proto, aipp_conf: str | None) -> AtcSettings:
     opts = job.options
     soc = str(opts.get("soc_version") or "")
     if not soc:
         raise soc_required()
     flag, value = precision_setting(job.precision, opts)
+    extra = parse_extra(opts.get("extra_args"))
+    keep = check_keep_float(opts, proto, extra)
     return AtcSettings(
         soc_version=soc, input_shape=shapes.input_shape_arg(), input_format=shapes.input_format,
         dynamic=shapes.dynamic, precision_flag=flag, precision_value=value, log=str(opts.get("log") or "error"),
-        insert_op_conf=aipp_conf, out_nodes=check_out_nodes(opts.get("out_nodes"), proto),
-        extra=parse_extra(opts.get("extra_args")),
+        insert_op_conf=aipp_conf, out_nodes=check_out_nodes(opts.get("out_nodes"), proto), extra=extra,
+        keep_float=keep, keep_dtype=str(Path(job.workdir) / KEEP_DTYPE_FILE) if keep else None,
     )
 
 
@@ -287,7 +320,14 @@ def failed_log_path(job, name: str = "atc") -> Path | None:
 # -- the kit -------------------------------------------------------------------------------------------------------
 def write_kit(folder: Path, onnx_name: str, om_stem: str, settings: AtcSettings,
               extra: dict[str, Any] | None = None) -> dict[str, Path]:
-    """``atc.json`` and ``atc.sh``: the conversion, reproducible on a CANN host from this folder."""
+    """``atc.json`` and ``atc.sh`` (and ``keep_dtype.cfg`` for keep_float): the conversion, reproducible on a
+    CANN host from this folder."""
+    kept: dict[str, Path] = {}
+    if settings.keep_float:
+        cfg = folder / KEEP_DTYPE_FILE
+        cfg.write_text(keep_dtype_text(settings.keep_float))
+        kept[KEEP_DTYPE_FILE] = cfg
+        settings = AtcSettings(**{**settings.__dict__, "keep_dtype": KEEP_DTYPE_FILE})
     argv = settings.argv(onnx_name, om_stem)
     doc = {"schema": KIT_SCHEMA, "onnx": onnx_name, "om": f"{om_stem}.om", "settings": settings.to_dict(),
            "atc": {"argv": argv, "command": shlex.join(argv), "note": "run in this folder after sourcing CANN's "
@@ -305,7 +345,7 @@ def write_kit(folder: Path, onnx_name: str, om_stem: str, settings: AtcSettings,
         f"\"$ATC\" {shlex.join(argv[1:])}\n"
     )
     script.chmod(0o755)
-    return {"atc.json": kit_json, "atc.sh": script}
+    return {"atc.json": kit_json, "atc.sh": script, **kept}
 
 
 def final_folder(workdir: Path) -> str:

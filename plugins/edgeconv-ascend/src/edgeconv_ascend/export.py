@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeconv.errors import BadInput, ToolchainFailed, ToolchainMissing
+from edgeconv.sensitivity import keep_float_option
 
 from . import aipp as aipp_mod
 from . import atc, cann, precheck, shapes
@@ -245,7 +246,9 @@ def _int8(job, float_path: Path, deploy_path: Path, model) -> dict[str, Any]:
     calib_npz = scratch / "_amct_calib.npz"
     np.savez(calib_npz, **arrays)
     args = {"model_file": str(float_path), "calib_npz": str(calib_npz), "save_prefix": str(scratch / "amct" / job.stem),
-            "work": str(scratch / "amct"), "skip_layers": list(opts.get("amct_skip_layers") or ()),
+            "work": str(scratch / "amct"),
+            # keep_float (ONNX node names) stays float in AMCT too, not only in ATC's --keep_dtype
+            "skip_layers": list(dict.fromkeys([*(opts.get("amct_skip_layers") or ()), *keep_float_option(opts)])),
             "activation_offset": bool(opts.get("amct_activation_offset", True)), "batch_size": batch_size}
     job.status("INT8: AMCT calibration")
     if in_process:

@@ -68,6 +68,9 @@ OPTIONS = (
     Option("ais_bench_python", str, "", "the python3 that runs -m ais_bench for runner=cli (default: "
                                         "$EDGECONV_AIS_BENCH_PYTHON, else python3)"),
     Option("calib_limit", int, 300, "int8: at most this many calibration samples"),
+    Option("keep_float", list, (), "ONNX node names ATC keeps in their original (float32) precision: written to "
+           "keep_dtype.cfg and passed as --keep_dtype (what --precision auto's layer search finds; with int8, also give "
+           "them to -O amct_skip_layers)"),
     Option("amct_skip_layers", list, (), "int8: node names AMCT keeps in float (comma-separated)"),
     Option("amct_activation_offset", bool, True, "int8: asymmetric activations (AMCT activation_offset)"),
     Option("amct_python", str, "", "int8: run AMCT in this interpreter (an environment with amct_onnx) instead of "

@@ -30,6 +30,8 @@ OPTIONS = (
            ("auto", "fast", "full", "none")),
     Option("ignored_names", list, (), "int8: node names kept in float (comma-separated, OpenVINO node names)"),
     Option("ignored_types", list, (), "int8: op types kept in float (comma-separated, e.g. MatMul,Softmax)"),
+    Option("keep_float", list, (), "int8: ONNX node names kept in float (comma-separated; mapped to OpenVINO op "
+           "names for NNCF's ignored scope; what --precision auto's sensitive-layer search finds)"),
     Option("accuracy_control", bool, True, "int8: use nncf.quantize_with_accuracy_control when labelled --data "
            "and --max-accuracy-drop are given"),
 )

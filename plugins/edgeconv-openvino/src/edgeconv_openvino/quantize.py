@@ -10,7 +10,9 @@ samples), with:
   parameters (seconds there; on the digits CNN it brought the INT8 accuracy drop from
   0.56 pp to 0) and its fast one above (on ResNet-18 full costs +20-40 % quantization time);
 - an ignored scope by node names and/or op types (validated: a name that matches nothing
-  is an error naming it).
+  is an error naming it);
+- ``keep_float`` (ONNX node names, what ``--precision auto``'s layer search finds): mapped to the
+  OpenVINO ops each node became (``onnx_to_ov_names``) and added to the ignored scope.
 
 ``nncf.quantize_with_accuracy_control`` replaces it when the job carries labelled
 validation data and an accuracy budget (``job.data`` and ``job.budgets.max_accuracy_drop``,
@@ -117,12 +119,14 @@ def settings(ov_model: Any, job: Any) -> dict[str, Any]:
     n_params = parameters(ov_model)
     if bias == "auto":
         bias = "full" if n_params < SMALL_MODEL else "fast"
+    keep, mapped = keep_float_names(ov_model, job)
     return {
         "model_type": model_type,
         "preset": opts.get("preset", "auto"),
         "bias_correction": bias,
         "subset_size": int(opts.get("subset_size") or 300),
-        "ignored_names": list(opts.get("ignored_names") or ()),
+        "ignored_names": list(dict.fromkeys([*(opts.get("ignored_names") or ()), *mapped])),
+        **({"keep_float": keep, "keep_float_ov_names": mapped} if keep else {}),
         "ignored_types": list(opts.get("ignored_types") or ()),
         "target_device": device_family(opts.get("device") or "CPU"),
         "parameters": n_params,
@@ -239,3 +243,87 @@ def _accuracy_control(io_contract: IOContract, job: Any) -> dict[str, Any] | Non
 
     return {"items": items, "validate": validate, "max_drop_pp": float(max_drop), "samples": len(ds),
             "output": name}
+
+
+# -- keep_float: ONNX node names -> OpenVINO op names for NNCF's IgnoredScope ---------------------
+_NOT_OPS = {"Constant", "Parameter", "Result"}
+
+
+def onnx_to_ov_names(onnx_graph: Any, ov_model: Any, nodes: list[str]) -> dict[str, list[str]]:
+    """The OpenVINO ops each named ONNX node became, by friendly name.
+
+    OpenVINO's ONNX frontend names an op after its ONNX node (``conv1``; helper ops
+    ``conv1/WithoutBiases``) or after the node's output tensor (a Gemm's MatMul carries the output
+    name); an op matches when its friendly name, the part before its first ``/``, or one of its
+    output tensor names is the node's name or one of the node's outputs. Unnamed helper ops between
+    a matched op and the rest of the graph (no tensor name, not matched to another node) belong
+    to the same node.
+    """
+    by_name = {n.name: n for n in onnx_graph.node if n.name}
+    keys: dict[str, set[str]] = {}
+    owner: dict[str, str] = {}
+    for n in onnx_graph.node:
+        for k in {n.name, *n.output} - {""}:
+            owner.setdefault(k, n.name)
+    for name in nodes:
+        node = by_name[name]
+        keys[name] = {name, *node.output} - {""}
+    ops = [op for op in ov_model.get_ordered_ops() if op.get_type_name() not in _NOT_OPS]
+    out: dict[str, list[str]] = {name: [] for name in nodes}
+    claimed: dict[int, str] = {}
+    for op in ops:
+        friendly = op.get_friendly_name()
+        tensors = {t for port in op.outputs() for t in port.get_names()}
+        for name, k in keys.items():
+            if friendly in k or friendly.split("/")[0] in k or tensors & (k - {name}):
+                out[name].append(friendly)
+                claimed[id(op)] = name
+                break
+    # unnamed helper ops upstream of a matched op (e.g. a bias Add's Convolution, a reshape of the bias)
+    for op in ops:
+        name = claimed.get(id(op))
+        if name is None:
+            continue
+        stack = [op]
+        while stack:
+            cur = stack.pop()
+            for value in cur.input_values():
+                prev = value.get_node()
+                if prev.get_type_name() in _NOT_OPS or id(prev) in claimed:
+                    continue
+                names = {t for port in prev.outputs() for t in port.get_names()}
+                friendly = prev.get_friendly_name()
+                if names or owner.get(friendly.split("/")[0], name) != name:
+                    continue
+                claimed[id(prev)] = name
+                out[name].append(friendly)
+                stack.append(prev)
+    return out
+
+
+def keep_float_names(ov_model: Any, job: Any) -> tuple[list[str], list[str]]:
+    """``-O keep_float`` (ONNX node names) and the OpenVINO op names NNCF is told to ignore."""
+    from edgeconv.sensitivity import keep_float_option
+    from edgeconv.targets import did_you_mean
+
+    keep = keep_float_option(job.options)
+    if not keep:
+        return [], []
+    if job.precision != "int8":
+        job.warn(f"keep_float applies to int8; {job.precision} computes every layer in float already")
+        return keep, []
+    model = getattr(job, "model", None)
+    if model is None or model.form != "onnx":
+        form = getattr(model, "form", "unknown")
+        raise BadInput(f"keep_float names ONNX nodes, but this model reached OpenVINO as {form!r}: give OpenVINO "
+                       "op names with -O ignored_names instead (or convert through ONNX: --via onnx)", stage="export")
+    graph = model.obj.graph
+    have = {n.name for n in graph.node if n.name}
+    for name in keep:
+        if name not in have:
+            raise BadInput(f"keep_float: the model has no node {name!r}{did_you_mean(name, have)}", stage="export")
+    mapped = onnx_to_ov_names(graph, ov_model, keep)
+    for name, ops in mapped.items():
+        if not ops:
+            job.warn(f"keep_float: ONNX node {name!r} has no OpenVINO op of its own (folded or fused at conversion)")
+    return keep, list(dict.fromkeys(op for ops in mapped.values() for op in ops))

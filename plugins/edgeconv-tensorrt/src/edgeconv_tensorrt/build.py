@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import time
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeconv.errors import BadInput, ToolchainFailed, ToolchainMissing
+from edgeconv.sensitivity import keep_float_option
 
 from .prepare import Profile
 from .versions import TrtVersion
@@ -53,6 +55,7 @@ class BuildSettings:
     opt_level: int = -1
     timing_cache: str | None = None
     device: int = 0
+    keep_float: tuple[str, ...] = ()  # ONNX node names whose layers stay float32 (precision constraints)
 
     @classmethod
     def from_options(cls, precision: str, options: dict[str, Any], trt: TrtVersion,
@@ -71,6 +74,7 @@ class BuildSettings:
             hardware_compatibility=hw,
             opt_level=int(options.get("opt_level", -1) if options.get("opt_level") is not None else -1),
             device=int(options.get("device") or 0),
+            keep_float=tuple(keep_float_option(options)),
         )
         s.validate(jetson=jetson)
         return s
@@ -120,7 +124,15 @@ class BuildSettings:
             flags.append("VERSION_COMPATIBLE")
         if self.exclude_lean_runtime:
             flags.append("EXCLUDE_LEAN_RUNTIME")
+        if self.layer_constraints():
+            flags.append("OBEY_PRECISION_CONSTRAINTS")  # otherwise the builder may still pick a faster precision
         return flags
+
+    def layer_constraints(self) -> bool:
+        """keep_float becomes per-layer precisions on a weakly typed network with a reduced precision; a
+        strongly typed network takes each layer's type from the ONNX (no Q/DQ = float), and fp32 has none."""
+        return bool(self.keep_float) and not self.strongly_typed and self.trt.precision_flags \
+            and self.precision in ("fp16", "int8")
 
     def cleared_flags(self) -> list[str]:
         return [] if self.tf32 or not self.trt.precision_flags else ["TF32"]
@@ -152,6 +164,7 @@ class BuildSettings:
             "builder_optimization_level": None if self.opt_level == -1 else self.opt_level,
             "timing_cache": self.timing_cache,
             "device": self.device,
+            "keep_float": list(self.keep_float),
         }
 
     # -- trtexec ----------------------------------------------------------------------
@@ -185,6 +198,10 @@ class BuildSettings:
             argv.append(f"--builderOptimizationLevel={self.opt_level}")
         if self.device:
             argv.append(f"--device={self.device}")
+        if self.layer_constraints():
+            # trtexec's per-layer precision flags (TensorRT 8.4+): layer names = the ONNX node names
+            spec = ",".join(f"{_quote_name(n)}:fp32" for n in self.keep_float)
+            argv += ["--precisionConstraints=obey", f"--layerPrecisions={spec}", f"--layerOutputTypes={spec}"]
         return argv
 
     # -- the Python builder API ------------------------------------------------------
@@ -215,6 +232,8 @@ class BuildSettings:
         if self.opt_level != -1:
             config.builder_optimization_level = self.opt_level
             calls.append(f"config.builder_optimization_level = {self.opt_level}")
+        if self.layer_constraints():
+            calls += keep_layers_float(trt, network, self.keep_float)
         return calls
 
     def network_flag_bits(self, trt: Any) -> int:
@@ -222,6 +241,39 @@ class BuildSettings:
         for name in self.network_flags():
             bits |= 1 << int(getattr(trt.NetworkDefinitionCreationFlag, name))
         return bits
+
+
+def _layer_node(layer: Any) -> str:
+    """The ONNX node a parsed layer came from: TensorRT 10 records it in the layer's metadata
+    (``[ONNX Layer: name]``); the ONNX parser also names the node's main layer after it."""
+    meta = str(getattr(layer, "metadata", "") or "")
+    m = re.search(r"\[ONNX Layer: ([^\]]+)\]", meta)
+    return m.group(1) if m else layer.name
+
+
+def keep_layers_float(trt: Any, network: Any, nodes: tuple[str, ...]) -> list[str]:
+    """``layer.precision = float32`` and ``set_output_type(i, float32)`` on every layer of the kept
+    ONNX nodes (with ``BuilderFlag.OBEY_PRECISION_CONSTRAINTS`` set by ``builder_flags``)."""
+    wanted = set(nodes)
+    calls, found = [], set()
+    floats = {getattr(trt.DataType, n, None) for n in ("FLOAT", "HALF", "BF16")} - {None}
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        node = _layer_node(layer)
+        if node not in wanted:
+            continue
+        found.add(node)
+        layer.precision = trt.DataType.FLOAT
+        calls.append(f"network.get_layer({i}).precision = DataType.FLOAT  # {layer.name}")
+        for k in range(layer.num_outputs):
+            if layer.get_output(k).dtype in floats:
+                layer.set_output_type(k, trt.DataType.FLOAT)
+                calls.append(f"network.get_layer({i}).set_output_type({k}, DataType.FLOAT)")
+    missing = [n for n in nodes if n not in found]
+    if missing:
+        raise ToolchainFailed(f"keep_float: the TensorRT network has no layer from ONNX node(s) {', '.join(missing)}",
+                              stage="export")
+    return calls
 
 
 def _quote_name(name: str) -> str:
@@ -364,6 +416,7 @@ def settings_from_build_json(doc: dict[str, Any]) -> BuildSettings:
         hardware_compatibility=s.get("hardware_compatibility") or "none",
         opt_level=-1 if s.get("builder_optimization_level") is None else int(s["builder_optimization_level"]),
         timing_cache=s.get("timing_cache"), device=int(s.get("device") or 0),
+        keep_float=tuple(s.get("keep_float") or ()),
     )
 
 

@@ -41,6 +41,8 @@ OPTIONS = (
     Option("qdq_placement", str, "trt", "int8: Q/DQ on the inputs of Conv/Gemm/MatMul (TensorRT's recommendation) "
                                         "or on every quantizable op", ("trt", "all")),
     Option("nodes_to_exclude", list, (), "int8: node names kept in float (comma-separated)"),
+    Option("keep_float", list, (), "int8/fp16: ONNX node names kept in float32: no Q/DQ around them, and layer "
+           "precisions + OBEY_PRECISION_CONSTRAINTS in the build (what --precision auto's layer search finds)"),
     Option("qdq_data", str, "", "int8: data to verify the QDQ model on CPU (.npz with labels; default: --data when "
                                 "the core passes it, else the calibration set)"),
     Option("qdq_limit", int, 500, "int8: at most this many samples for the QDQ check"),

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeconv.errors import BadInput, ToolchainFailed, ToolchainMissing
+from edgeconv.sensitivity import keep_float_option
 
 METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 # Which ops get Q/DQ: "trt" = the inputs of weighted operations (TensorRT's placement
@@ -81,7 +82,7 @@ def quantize_ort(src: Path, dst: Path, dataset, io, options: dict[str, Any], scr
         "symmetric": True,
         "calibrate_method": method,
         "calibration_samples": min(limit, len(dataset)),
-        "nodes_to_exclude": list(options.get("nodes_to_exclude") or ()),
+        "nodes_to_exclude": _excluded(options),
         "placement": placement,
         "op_types_to_quantize": list(op_types) or "all",
         "extra_options": extra,
@@ -102,7 +103,29 @@ def quantize_ort(src: Path, dst: Path, dataset, io, options: dict[str, Any], scr
             )
     except Exception as exc:
         raise ToolchainFailed(f"onnxruntime quantize_static failed: {_brief(exc)}", stage="optimize") from None
+    keep = keep_float_option(options)
+    if keep:
+        settings["keep_float"] = keep
+        settings["float_inputs_restored"] = _float_inputs(dst, keep)
     return settings
+
+
+def _excluded(options: dict[str, Any]) -> list[str]:
+    """``nodes_to_exclude`` and ``keep_float`` (ONNX node names kept in float)."""
+    return list(dict.fromkeys([*(options.get("nodes_to_exclude") or ()), *keep_float_option(options)]))
+
+
+def _float_inputs(path: Path, keep: list[str]) -> int:
+    """The kept nodes read their float inputs, not a Q/DQ'd copy a neighbour asked for (the core's
+    onnxruntime translation of keep_float: ``edgeconv.builtins.onnx_passes.float_inputs``)."""
+    import onnx
+
+    from edgeconv.builtins.onnx_passes import float_inputs
+
+    proto = onnx.load(str(path))
+    n = float_inputs(proto, keep)
+    onnx.save(proto, str(path))
+    return n
 
 
 def modelopt_command(python: str, src: Path, dst: Path, calib_npz: Path, method: str,
@@ -140,7 +163,7 @@ def quantize_modelopt(src: Path, dst: Path, dataset, io, options: dict[str, Any]
         raise BadInput("the calibration set holds no samples", stage="optimize")
     calib = scratch / "_modelopt_calib.npz"
     np.savez(calib, **{name: np.concatenate([f[name] for f in feeds]) for name in feeds[0]})
-    argv = modelopt_command(python, src, dst, calib, method, list(options.get("nodes_to_exclude") or ()))
+    argv = modelopt_command(python, src, dst, calib, method, _excluded(options))
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=3600)
     except (OSError, subprocess.TimeoutExpired) as exc:

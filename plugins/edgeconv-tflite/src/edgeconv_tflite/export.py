@@ -44,7 +44,18 @@ from .quiet import native_output
 CHANNELS_LAST_LAYOUT = {"NCHW": "NHWC", "NCW": "NWC"}
 
 
+KEEP_FLOAT_REFUSED = (
+    "keep_float is not supported by the tflite target yet: TFLiteConverter keeps chosen ops in float only "
+    "through its quantization debugger (tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=...), "
+    "which names TFLite output tensors, not ONNX nodes, and onnx2tf does not keep a mapping between the two); "
+    "when full int8 misses the budget, -p int8-dynamic or fp16 are the options here (docs/auto.md)")
+
+
 def export(model: Model, job: Any):
+    from edgeconv.sensitivity import keep_float_option
+
+    if keep_float_option(job.options):
+        raise BadInput(KEEP_FLOAT_REFUSED, stage="export")
     if model.form == "tf":
         return _tf_route(model, job)
     if model.form == "onnx":

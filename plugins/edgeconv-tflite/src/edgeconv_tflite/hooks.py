@@ -30,6 +30,8 @@ OPTIONS = (
            "onnx route: auto = inputs the source declares NCHW/NCW/NCDHW become channels-last (NHWC...), "
            "the rest keep their shape; source = every input keeps the source's layout (a transpose inside)",
            ("auto", "source")),
+    Option("keep_float", list, (), "int8: ONNX node names to keep in float -- not supported on this target yet: "
+           "refused with the reason (docs/auto.md)"),
     Option("threads", int, None, "runner: LiteRT interpreter threads (default: --threads, else all cores)"),
     Option("xnnpack", bool, True, "runner: use the XNNPACK delegate LiteRT applies by default"),
     Option("timeout", int, 1800, "onnx route: seconds the onnx2tf worker may run"),
