@@ -162,6 +162,10 @@ def test_cli_convert_with_a_device(cli, digits, tmp_path):
     assert doc["device"]["from_device"] == {"target": "onnxruntime", "precision": "fp32", "max_accuracy_drop": "1"}
     assert doc["budgets"]["accuracy_drop_pp"]["limit"] == 1.0
     assert "device jetson-nano: filled target=onnxruntime" in res.stderr
+    # the artifact itself says which device it was made for, not only the printed report
+    for name in ("report.json", "manifest.json"):
+        on_disk = json.loads((tmp_path / "o" / name).read_text())
+        assert on_disk["device"]["from_device"] == doc["device"]["from_device"], name
 
 
 def test_cli_explicit_flags_beat_the_device(cli, digits, tmp_path):

@@ -98,6 +98,7 @@ def convert_auto(
     prepare_only: bool = False,
     status: Callable[[str], None] | None = None,
     keep_float: Any = None,
+    device: dict[str, Any] | None = None,
     precisions: tuple[str, ...] | None = None,
     fallback: bool = True,
     search_runtime: bool = True,
@@ -223,6 +224,8 @@ def convert_auto(
             winner, best, settings, candidates, timed, out, budgets=budgets, drop=drop, defaulted=defaulted,
             notes=notes, why=why, sensitivity=sensitivity_info, timings=timings, started=started,
             memory=memory, threads=threads)
+        if device:
+            report["device"] = device
         with pipeline.staged_output(out, force) as staging:
             shutil.copytree(winner["folder"], staging, dirs_exist_ok=True)
             manifest_file = staging / "manifest.json"
@@ -233,6 +236,8 @@ def convert_auto(
                                 "candidates": [c["name"] for c in candidates]}
             manifest["verification"] = {k: report.get(k) for k in ("verdict", "fidelity", "accuracy", "latency_ms",
                                                                     "budgets")}
+            if device:
+                manifest["device"] = device
             manifest_file.write_text(json.dumps(manifest, indent=2, default=str))
             (staging / "report.json").write_text(json.dumps(report, indent=2, default=str))
     return pipeline.Result(report=report, artifact=out, exit_code=report["verdict"]["exit_code"])

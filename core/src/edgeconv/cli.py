@@ -330,9 +330,8 @@ def make_app() -> typer.Typer:
                     seed=seed, source_form=source_form, via=via, preprocess=_preprocess(mean, std, bgr, layout),
                     skip_passes=tuple(skip_pass or ()), memory=not no_memory, label_output=label_output,
                     source_options=src_opts, prepare_only=prepare_only, status=status,
+                    device=resolved.report() if resolved is not None else None,
                 )
-            if resolved is not None:  # the pipeline does not take a device yet: shown here, not in report.json
-                result.report["device"] = resolved.report()
         _say_prune(result.report)
         _write_report(report_html, result.report)
         _emit(result, as_json)

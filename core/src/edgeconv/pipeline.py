@@ -322,6 +322,7 @@ def convert(
     prepare_only: bool = False,
     status: Callable[[str], None] | None = None,
     keep_float: Any = None,
+    device: dict[str, Any] | None = None,
 ) -> Result:
     """Convert ``source`` for ``target``, verify the artifact against the source, report.
 
@@ -343,6 +344,10 @@ def convert(
 
     ``keep_float``: ONNX node names that stay in float in an INT8 model (a list, or one
     comma-separated string); the same as the target option ``-O keep_float=...``.
+
+    ``device``: the record of a device profile already applied to these arguments
+    (``edgeconv.devices.resolve(...).report()``, as ``--device`` does); kept in report.json and
+    the manifest so the artifact says which device it was made for.
     """
     if precision == "auto":
         from .auto import convert_auto
@@ -352,7 +357,7 @@ def convert(
             force=force, options=options, budgets=budgets, thresholds=thresholds, verify=verify, runs=runs,
             warmup=warmup, threads=threads, seed=seed, source_form=source_form, via=via, preprocess=preprocess,
             skip_passes=skip_passes, memory=memory, label_output=label_output, source_options=source_options,
-            prepare_only=prepare_only, status=status, keep_float=keep_float,
+            prepare_only=prepare_only, status=status, keep_float=keep_float, device=device,
         )
     say = status or (lambda msg: None)
     timings: dict[str, float] = {}
@@ -489,6 +494,7 @@ def convert(
                     "details": art.details,
                 },
                 "calibration": job._calib.describe() if job._calib is not None else None,
+                **({"device": device} if device else {}),
             }
             if verify and art.runnable:
                 say("verify")
@@ -527,6 +533,7 @@ def convert(
                 "runner_options": art.runner_options,
                 "details": art.details,
                 "verification": {k: report.get(k) for k in ("verdict", "fidelity", "accuracy", "latency_ms", "budgets")},
+                **({"device": device} if device else {}),
             }
             (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
             (staging / "report.json").write_text(json.dumps(report, indent=2, default=str))
