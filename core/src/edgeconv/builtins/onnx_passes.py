@@ -6,8 +6,13 @@ Each pass is ``run(model, job) -> (model, info)``; ``info`` goes into the report
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import tempfile
 import warnings
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +40,13 @@ def simplify(model: Model, job: Any) -> tuple[Model, dict[str, Any]]:
     if slim is None:
         job.warn("simplification returned no model; continuing with the graph as given")
         return model, {"before": before, "after": before, "skipped": "no result"}
-    out = _result(slim, model, "onnxslim")
+    try:
+        out = _result(slim, model, "onnxslim")
+    except ToolchainFailed as exc:
+        # onnxslim sometimes returns a graph the checker refuses (a required field dropped, nodes out of
+        # order: 12 ONNX node tests that run as given). Simplification is an optimisation: keep the graph.
+        job.warn(f"simplification produced an invalid model ({exc.cause}); continuing with the graph as given")
+        return model, {"before": before, "after": before, "skipped": exc.cause}
     return out, {"before": before, "after": _counts(slim), "tool": f"onnxslim {onnxslim.__version__}"}
 
 
@@ -118,6 +129,25 @@ def _import_ort_tools() -> None:
         importlib.util.find_spec = real
 
 
+@contextlib.contextmanager
+def ort_tool_cwd() -> Iterator[None]:
+    """Run an onnxruntime tool in a throw-away working folder.
+
+    onnxruntime's symbolic shape inference, when it cannot infer every shape, saves
+    ``sym_shape_infer_temp.onnx`` and a uuid-named ``.data`` file into the *current* folder before it
+    raises (onnxruntime/tools/symbolic_shape_infer.py): without this, converting a model with dynamic
+    axes left 13 MB files in the user's folder. The process is single-threaded here, so chdir is safe.
+    """
+    old = os.getcwd()
+    tmp = tempfile.mkdtemp(prefix="edgeconv-ort-")
+    try:
+        os.chdir(tmp)
+        yield
+    finally:
+        os.chdir(old)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _prepare(model: Model, job: Any, name: str) -> Path:
     """Write the model for the quantizer, through quant_pre_process when asked."""
     _import_ort_tools()
@@ -125,18 +155,46 @@ def _prepare(model: Model, job: Any, name: str) -> Path:
 
     work = Path(job.scratch)
     raw = work / f"_{name}_input.onnx"
-    save(model.obj, raw)
+    proto = model.obj
+    if job.options.get("per_channel", True):
+        proto = _opset_for_per_channel(proto, job)
+    save(proto, raw)
     if not job.options.get("pre_process", True):
         return raw
     pre = work / f"_{name}_pre.onnx"
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), ort_tool_cwd():
             warnings.simplefilter("ignore")
-            quant_pre_process(str(raw), str(pre), skip_symbolic_shape=False)
+            quant_pre_process(str(raw.resolve()), str(pre.resolve()), skip_symbolic_shape=False)
     except Exception as exc:
         job.warn(f"quant_pre_process failed ({_brief(exc)}); quantizing without it")
         return raw
     return pre
+
+
+PER_CHANNEL_OPSET = 13  # DequantizeLinear's ``axis`` (per-channel scales) arrived in opset 13
+
+
+def _opset_for_per_channel(proto, job: Any):
+    """An opset 13 copy of an older model: the quantizer writes per-channel DequantizeLinear nodes with
+    ``axis`` whatever the model's opset, and an opset-11/12 model with them fails the checker (found on
+    the PP-OCR det/cls models, opset 12/11)."""
+    version = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), PER_CHANNEL_OPSET)
+    if version >= PER_CHANNEL_OPSET:
+        return proto
+    from onnx import version_converter
+
+    try:
+        up = version_converter.convert_version(proto, PER_CHANNEL_OPSET)
+    except Exception as exc:
+        raise ToolchainFailed(
+            f"per-channel int8 needs opset {PER_CHANNEL_OPSET}, and upgrading this opset-{version} model failed "
+            f"({_brief(exc)}); -O per_channel=false quantizes per tensor without it",
+            stage="optimize",
+        ) from None
+    job.warn(f"the model's opset {version} was upgraded to {PER_CHANNEL_OPSET} for per-channel int8 "
+             "(DequantizeLinear's axis); -O per_channel=false keeps it")
+    return up
 
 
 def _qtype(name: str):

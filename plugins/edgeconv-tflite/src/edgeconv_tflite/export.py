@@ -78,7 +78,7 @@ def _onnx_route(model: Model, job: Any):
     work = Path(job.scratch) / "tflite"
     work.mkdir(parents=True, exist_ok=True)
     onnx_path = work / "model.onnx"
-    save(model.obj, onnx_path)
+    save(_scope_safe_names(model.obj), onnx_path)
     io = model.io
     src_layouts = {t.name: t.layout for t in job.source_io.inputs}
     keep = [t.name for t in io.inputs if len(t.shape) in (3, 4, 5)  # onnx2tf transposes only these ranks
@@ -188,6 +188,33 @@ def _padded_maxpools_on_signed_inputs(graph) -> list[str]:
         src = producers.get(node.input[0])
         if src is None or src.op_type != "Relu":
             out.append(f"{node.name or '<MaxPool>'} (input from {src.op_type if src is not None else 'a graph input'})")
+    return out
+
+
+_SCOPE_BAD = re.compile(r"[^A-Za-z0-9_.\\/>-]")
+
+
+def _scope_safe_names(proto):
+    """A copy with node names TF accepts as name scopes (onnx2tf names its layers after the nodes).
+
+    paddle2onnx names nodes ``Conv@0``, ``Softmax@0``: TF refuses ``@`` in a scope and onnx2tf fails
+    ("'Softmax@0' is not a valid scope name"). Node names carry no meaning in ONNX; tensor names are kept.
+    """
+    if not any(_SCOPE_BAD.search(n.name) for n in _all_nodes(proto.graph)):
+        return proto
+    import onnx
+
+    out = onnx.ModelProto()
+    out.CopyFrom(proto)
+    used = {n.name for n in _all_nodes(out.graph)}
+    for node in _all_nodes(out.graph):
+        if _SCOPE_BAD.search(node.name):
+            base = _SCOPE_BAD.sub("_", node.name)
+            name, i = base, 1
+            while name in used:
+                name, i = f"{base}_{i}", i + 1
+            used.add(name)
+            node.name = name
     return out
 
 
