@@ -111,6 +111,7 @@ def from_proto(proto, path: Path | None, *, input_shapes: dict[str, tuple[int, .
     import onnx
 
     where = path or "<ModelProto>"
+    proto, fixes = normalize_io(proto)
     try:
         if proto.ByteSize() < INLINE_LIMIT:
             onnx.checker.check_model(proto)
@@ -124,7 +125,17 @@ def from_proto(proto, path: Path | None, *, input_shapes: dict[str, tuple[int, .
         inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=False)
     except Exception:
         inferred = proto  # shape inference is a help, not a requirement
+    if inferred is proto and proto.ByteSize() < INLINE_LIMIT:  # the fix below edits in place: not the caller's
+        inferred = onnx.ModelProto()
+        inferred.CopyFrom(proto)
+    out_fixes = fix_declared_outputs(inferred)
+    fixes += out_fixes
     io = io_contract(inferred)
+    unconfirmed = {f["tensor"]: tuple(f["declared"]) for f in out_fixes if f.get("unconfirmed")}
+    if unconfirmed:
+        from dataclasses import replace
+
+        io = replace(io, outputs=tuple(replace(t, shape=unconfirmed.get(t.name, t.shape)) for t in io.outputs))
     if input_shapes:
         io = io.pinned(input_shapes, file=str(where))
         inferred = pin_shapes(inferred, input_shapes)
@@ -135,7 +146,153 @@ def from_proto(proto, path: Path | None, *, input_shapes: dict[str, tuple[int, .
         "producer": f"{proto.producer_name} {proto.producer_version}".strip(),
         "nodes": len(proto.graph.node),
     }
+    if fixes:
+        meta["io_fixes"] = fixes
     return Model(form="onnx", io=io, path=path, obj=inferred, meta=meta)
+
+
+# dim_param values that mean "unknown" rather than naming an axis: two axes sharing one of these
+# are not equal (paddle2onnx writes "?" for H and W alike).
+_UNKNOWN_DIM_NAMES = {"?", "-1", "None", "none", "unk", "unknown", "dynamic", ""}
+
+
+def _axis_name(role: str, index: int, axis: int) -> str:
+    return f"{role}{index}_dim{axis}"
+
+
+def normalize_io(proto):
+    """Graph inputs/outputs with "unknown" dims given unique names.
+
+    ``dim_value: -1`` (an exporter convention for "dynamic", invalid in ONNX) and placeholder
+    ``dim_param`` names (``?``) become a dynamic axis of its own: ``in0_dim2``. Shared placeholders
+    would otherwise tell shape inference (and onnxruntime's symbolic inference in quantization)
+    that those axes are equal. Returns the (copied when changed) proto and the fixes made.
+    """
+    import onnx
+
+    changes = []
+    for role, values in (("in", _graph_inputs(proto)), ("out", list(proto.graph.output))):
+        for i, vi in enumerate(values):
+            t = vi.type.tensor_type
+            if not t.HasField("shape"):
+                continue
+            for axis, d in enumerate(t.shape.dim):
+                if (d.HasField("dim_value") and d.dim_value == -1) or (
+                    d.HasField("dim_param") and d.dim_param.strip() in _UNKNOWN_DIM_NAMES
+                ):
+                    was = d.dim_value if d.HasField("dim_value") else d.dim_param
+                    changes.append((role, vi.name, axis, was, _axis_name(role, i, axis)))
+    if not changes:
+        return proto, []
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(proto)
+    by_name = {("in", vi.name): vi for vi in _graph_inputs(fixed)}
+    by_name.update({("out", vi.name): vi for vi in fixed.graph.output})
+    for role, name, axis, _was, new in changes:
+        d = by_name[(role, name)].type.tensor_type.shape.dim[axis]
+        d.ClearField("dim_value")
+        d.dim_param = new
+    return fixed, [
+        {"tensor": name, "axis": axis, "declared": was, "now": new, "why": "unknown dimension named"}
+        for _role, name, axis, was, new in changes
+    ]
+
+
+def _graph_inputs(proto) -> list:
+    inits = {i.name for i in proto.graph.initializer}
+    return [vi for vi in proto.graph.input if vi.name not in inits]
+
+
+def _dims(vi) -> list[int | str] | None:
+    t = vi.type.tensor_type
+    if not t.HasField("shape"):
+        return None
+    return [int(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?") for d in t.shape.dim]
+
+
+def _conflict(declared: list, actual: list) -> bool:
+    return len(declared) != len(actual) or any(
+        isinstance(a, int) and isinstance(b, int) and a != b for a, b in zip(declared, actual, strict=True)
+    )
+
+
+def fix_declared_outputs(proto) -> list[dict[str, Any]]:
+    """Replace declared output shapes that contradict the graph (in place) and say so.
+
+    Some exporters declare an output shape the graph does not produce (ddddocr ``common.onnx``
+    declares [1,seqlen]; the graph gives [T,1,8210]). Tools that trust the declaration then
+    rewrite the graph wrongly (onnxslim turns the final Reshape into [1,-1]). The outputs are
+    inferred again without their declarations: with ONNX shape inference, and where that cannot
+    find the rank (a Reshape to a computed shape), with onnxruntime's symbolic shape inference.
+    """
+    import onnx
+
+    declared = {o.name: _dims(o) for o in proto.graph.output}
+    if not any(declared.values()) or proto.ByteSize() >= INLINE_LIMIT:  # inference needs one protobuf
+        return []
+    bare = onnx.ModelProto()
+    bare.CopyFrom(proto)
+    for o in bare.graph.output:
+        o.type.tensor_type.ClearField("shape")
+    del bare.graph.value_info[:]
+    try:
+        inferred = onnx.shape_inference.infer_shapes(bare, strict_mode=False)
+        actual = {o.name: _dims(o) for o in inferred.graph.output}
+    except Exception:
+        actual = {}
+    unknown = [n for n, d in declared.items() if d is not None and actual.get(n) is None]
+    if unknown:
+        actual.update({n: d for n, d in _symbolic_outputs(bare).items() if actual.get(n) is None})
+    fixes = []
+    for i, o in enumerate(proto.graph.output):
+        want, got = declared[o.name], actual.get(o.name)
+        if want is not None and got is None:
+            # Unconfirmed (e.g. a vendor op no inference knows): the tools get no fixed size to trust (the
+            # checker wants a rank, so every axis becomes dynamic); the contract keeps the declared shape.
+            relaxed = []
+            for axis, dim in enumerate(o.type.tensor_type.shape.dim):
+                if dim.HasField("dim_value"):
+                    dim.ClearField("dim_value")
+                    dim.dim_param = _axis_name("out", i, axis)
+                relaxed.append(dim.dim_param)
+            if relaxed != want:
+                fixes.append({"tensor": o.name, "declared": want, "now": relaxed, "unconfirmed": True,
+                              "why": "shape inference cannot confirm the declared output shape: its sizes are "
+                                     "not passed on to the tools"})
+            continue
+        if want is None or got is None or not _conflict(want, got):
+            continue
+        shape = o.type.tensor_type.shape
+        del shape.dim[:]
+        now = []
+        for axis, d in enumerate(got):
+            dim = shape.dim.add()
+            if isinstance(d, int) and d > 0:
+                dim.dim_value = d
+            else:  # a symbolic expression or an unnamed axis: a dynamic axis of its own
+                d = d if isinstance(d, str) and d.replace("_", "").replace(".", "").isalnum() else _axis_name("out", i, axis)
+                dim.dim_param = d
+            now.append(d)
+        fixes.append({"tensor": o.name, "declared": want, "now": now,
+                      "why": "the declared output shape contradicts the graph"})
+    return fixes
+
+
+def _symbolic_outputs(proto) -> dict[str, list]:
+    """Output shapes from onnxruntime's symbolic shape inference (best effort: {} on failure)."""
+    try:
+        from .onnx_passes import _import_ort_tools, ort_tool_cwd
+
+        _import_ort_tools()
+        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+        # When it cannot infer everything it saves "sym_shape_infer_temp.onnx" and the weights (uuid.data)
+        # into the working directory: let it do so in a folder of its own.
+        with ort_tool_cwd():
+            out = SymbolicShapeInference.infer_shapes(proto, auto_merge=True, guess_output_rank=False)
+    except Exception:
+        return {}
+    return {o.name: d for o in out.graph.output if (d := _dims(o)) is not None}
 
 
 def check_dims(io: IOContract, where: Any) -> None:
