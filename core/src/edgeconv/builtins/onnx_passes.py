@@ -69,9 +69,33 @@ def _keep_io_names(src: Model, out: Model):
     return replace(out.io, inputs=inputs, preprocessing=dict(src.io.preprocessing))
 
 
+# Ops of a model that is already quantized: onnxruntime's converters do not take it again (fp16 wrote an
+# invalid graph, int8 raised a bare KeyError '140_scale' on ddddocr's common_old.onnx).
+QUANTIZED_OPS = frozenset({
+    "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger", "ConvInteger",
+    "QLinearConv", "QLinearMatMul", "DynamicQuantizeMatMul", "DynamicQuantizeLSTM", "QGemm", "QAttention",
+    "MatMulIntegerToFloat", "QLinearAdd", "QLinearMul", "QLinearSigmoid", "QLinearGlobalAveragePool",
+})
+
+
+def refuse_quantized(model: Model, what: str) -> None:
+    """A clean refusal for a model that already holds quantized ops."""
+    from .onnx_import import iter_nodes
+
+    found = sorted({n.op_type for n in iter_nodes(model.obj.graph) if n.op_type in QUANTIZED_OPS})
+    if found:
+        raise BadInput(
+            f"the model is already quantized ({', '.join(found[:3])}{', ...' if len(found) > 3 else ''}): "
+            f"{what} applies to float models; convert it at fp32, which keeps its quantization",
+            file=model.path, stage="optimize",
+        )
+
+
 def to_fp16(model: Model, job: Any) -> tuple[Model, dict[str, Any]]:
     """Float16 weights and compute; inputs/outputs stay float32 unless ``fp16_io``."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    refuse_quantized(model, "fp16")
 
     keep_io = not job.options.get("fp16_io", False)
     keep = keep_float_names(model.obj, job)
@@ -217,6 +241,7 @@ def quantize_static(model: Model, job: Any) -> tuple[Model, dict[str, Any]]:
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static as ort_quantize_static
 
+    refuse_quantized(model, "int8")
     calib = job.calibration()
     limit = int(job.options.get("calib_limit") or 300)
     if len(calib) == 0:
@@ -281,6 +306,7 @@ def quantize_dynamic(model: Model, job: Any) -> tuple[Model, dict[str, Any]]:
     """INT8 weights with activations quantized at run time: no calibration set needed."""
     from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
 
+    refuse_quantized(model, "int8-dynamic")
     src = _prepare(model, job, "int8dyn")
     dst = Path(job.scratch) / "_int8dyn.onnx"
     settings = {
