@@ -23,6 +23,26 @@ def cpu_flags() -> list[str]:
     return []
 
 
+def toolchain_states(deep: bool = False) -> dict[str, dict[str, Any]]:
+    """Every declared toolchain environment: missing / ready / broken (``deep`` runs its check)."""
+    reg = registry()
+    states: dict[str, dict[str, Any]] = {}
+    if reg.toolchains:
+        from .toolchain import status
+
+        for name, tc in sorted(reg.toolchains.items()):
+            states[name] = status(tc, deep=deep)
+    for name, who in sorted(reg.toolchain_conflicts.items()):
+        states[name] = {"name": name, "state": "broken", "reason": f"declared by more than one plugin: "
+                        f"{' and '.join(who)}; disable one with EDGECONV_DISABLE_PLUGINS"}
+    return states
+
+
+def _brief(st: dict[str, Any]) -> dict[str, Any]:
+    keys = ("state", "reason", "hint", "source", "path", "command", "python", "size_bytes", "versions", "check")
+    return {k: st[k] for k in keys if st.get(k) is not None}
+
+
 def run_doctor() -> dict[str, Any]:
     from . import __version__
 
@@ -34,7 +54,9 @@ def run_doctor() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "cpu_features": " ".join(cpu_flags()) or "unknown",
     }
-    out: dict[str, Any] = {"schema": "edgeconv.doctor/1", "host": host, "targets": {}, "broken_plugins": []}
+    out: dict[str, Any] = {"schema": "edgeconv.doctor/1", "host": host, "targets": {}, "toolchains": {},
+                           "broken_plugins": []}
+    out["toolchains"] = toolchains = toolchain_states(deep=True)
     for name, t in sorted(registry().targets.items()):
         miss = t.missing()
         entry: dict[str, Any] = {"status": "ready"}
@@ -45,6 +67,15 @@ def run_doctor() -> dict[str, Any]:
                 entry["details"] = load_ref(t.doctor)()
             except Exception as exc:  # a deep check that fails is the finding
                 entry = {"status": "broken", "error": f"{type(exc).__name__}: {exc}"}
+        needs = [tc for r in t.requirements for tc in r.toolchains if tc in toolchains]
+        if needs:  # the environment the target runs its toolchain in, as `edgeconv toolchain list` shows it
+            details = entry.setdefault("details", {})
+            if isinstance(details, dict):
+                details["toolchains"] = {tc: _brief(toolchains[tc]) for tc in needs}
+            bad = [tc for tc in needs if toolchains[tc]["state"] == "broken"]
+            if bad and entry["status"] != "broken":
+                st = toolchains[bad[0]]
+                entry.update(status="broken", error=f"toolchain {bad[0]}: {st.get('reason')} ({st.get('hint')})")
         out["targets"][name] = entry
     out["broken_plugins"] = [f"{p.name} ({p.dist} {p.version}) at {p.stage}: {p.error}" for p in plugins() if p.broken]
     return out

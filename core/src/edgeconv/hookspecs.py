@@ -14,7 +14,8 @@ A plugin is a module with ``@edgeconv.hookimpl`` functions, exposed through the
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
     from .pipeline import StageCall
     from .targets import Importer, Pass, RunnerSpec, Target
+    from .toolchain import Toolchain
 
 hookspec = pluggy.HookspecMarker("edgeconv")
 hookimpl = pluggy.HookimplMarker("edgeconv")
@@ -65,6 +67,18 @@ def register_runners(register: Callable[[RunnerSpec], None]) -> None:
 
     A runner loads a model of one form and runs numpy inputs to outputs; verification
     runs the source model's runner and the artifact's runner on the same inputs.
+    """
+
+
+# -- toolchain environments --------------------------------------------------------------
+@hookspec
+def register_toolchains(register: Callable[[Toolchain], None]) -> None:
+    """Declare isolated toolchain environments: call ``register(Toolchain(...))``.
+
+    Called once when plugins load. A toolchain is a virtual environment of its own (a
+    Python version, pinned requirements, post-install fixes, a check) that the user
+    builds with ``edgeconv toolchain install NAME``; nothing is installed implicitly. The
+    plugin runs its vendor steps there as subprocesses (``edgeconv.toolchain.resolve``).
     """
 
 

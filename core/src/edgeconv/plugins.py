@@ -13,18 +13,22 @@ every other plugin keeps working. Environment variables:
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from . import hookspecs
 from .errors import BadInput, ToolchainMissing
 from .targets import KNOWN_TARGETS, Importer, Pass, RunnerSpec, Target, did_you_mean
+
+if TYPE_CHECKING:
+    from .toolchain import Toolchain
 
 ENTRY_POINT_GROUP = "edgeconv"
 
@@ -34,9 +38,11 @@ DEFAULT_PLUGINS = (
     "edgeconv.builtins.onnxruntime",
     "edgeconv.builtins.torch",
     "edgeconv.builtins.tensorflow",
+    "edgeconv.builtins.toolchain",
 )
 
-REGISTER_HOOKS = ("register_importers", "register_passes", "register_targets", "register_runners")
+REGISTER_HOOKS = ("register_importers", "register_passes", "register_targets", "register_runners",
+                  "register_toolchains")
 
 
 @dataclass
@@ -61,8 +67,11 @@ class Registry:
     passes: dict[str, Pass] = field(default_factory=dict)
     targets: dict[str, Target] = field(default_factory=dict)
     runners: dict[str, RunnerSpec] = field(default_factory=dict)
+    toolchains: dict[str, Toolchain] = field(default_factory=dict)
     # target name -> the plugins that all registered it (two or more: unusable)
     conflicts: dict[str, list[str]] = field(default_factory=dict)
+    # toolchain name -> the plugins that all declared it (two or more: unusable)
+    toolchain_conflicts: dict[str, list[str]] = field(default_factory=dict)
 
     def target(self, name: str) -> Target:
         if name in self.conflicts:
@@ -260,8 +269,11 @@ def registry() -> Registry:
     if _registry is not None:
         return _registry
     load_plugins()
+    from .toolchain import Toolchain
+
     reg = Registry()
     providers: dict[str, list[str]] = {}
+    tc_providers: dict[str, list[str]] = {}
     for hook_name in REGISTER_HOOKS:
         caller = getattr(pm.hook, hook_name)
         for impl in reversed(caller.get_hookimpls()):  # registration order
@@ -276,7 +288,8 @@ def registry() -> Registry:
                     info.error, info.stage = _short_error(exc), hook_name
                 continue
             for record in collected:
-                record.plugin = name
+                if not isinstance(record, Toolchain):  # frozen: replaced below
+                    record.plugin = name
                 if isinstance(record, Target):
                     record.dist = info.dist if info else "?"
                     providers.setdefault(record.name, []).append(label)
@@ -287,10 +300,18 @@ def registry() -> Registry:
                     reg.passes.setdefault(record.name, record)
                 elif isinstance(record, RunnerSpec):
                     reg.runners.setdefault(record.form, record)
+                elif isinstance(record, Toolchain):
+                    record = dataclasses.replace(record, plugin=name, dist=info.dist if info else "?")
+                    tc_providers.setdefault(record.name, []).append(label)
+                    reg.toolchains.setdefault(record.name, record)
     for target, who in providers.items():
         if len(who) > 1:
             reg.conflicts[target] = who
             reg.targets.pop(target, None)
+    for tc_name, who in tc_providers.items():
+        if len(who) > 1:
+            reg.toolchain_conflicts[tc_name] = who
+            reg.toolchains.pop(tc_name, None)
     _registry = reg
     return reg
 

@@ -59,21 +59,24 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
 
 @dataclass(frozen=True)
 class Requirement:
-    """Something a target needs. Satisfied when *any* of its modules, binaries or env
-    variables is present (e.g. TensorRT: the ``tensorrt`` module or ``trtexec``)."""
+    """Something a target needs. Satisfied when *any* of its modules, binaries, env
+    variables or toolchain environments is present (e.g. TensorRT: the ``tensorrt`` module
+    or ``trtexec``; tpu-mlir: the ``sophon`` toolchain, see ``edgeconv.toolchain``)."""
 
     what: str
     hint: str
     modules: tuple[str, ...] = ()
     binaries: tuple[str, ...] = ()
     env: tuple[str, ...] = ()
+    toolchains: tuple[str, ...] = ()
 
     def satisfied(self) -> bool:
-        """The cheap check used by ``edgeconv targets`` (no import)."""
+        """The cheap check used by ``edgeconv targets`` (no import, no subprocess)."""
         return (
             any(_module_present(m) for m in self.modules)
             or any(_which(b) for b in self.binaries)
             or any(os.environ.get(e) for e in self.env)
+            or any(_toolchain_ready(t) for t in self.toolchains)
         )
 
 
@@ -81,6 +84,12 @@ def _which(binary: str) -> str | None:
     import shutil
 
     return shutil.which(binary)
+
+
+def _toolchain_ready(name: str) -> bool:
+    from .toolchain import is_ready
+
+    return is_ready(name)
 
 
 def _module_present(name: str) -> bool:
