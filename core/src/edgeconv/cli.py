@@ -90,8 +90,9 @@ def _thresholds(values: list[str] | None) -> dict[str, float]:
     out = {}
     for item in values or []:
         key, sep, value = item.partition("=")
-        if key not in ("cosine", "sqnr_db", "top1") or not sep:
-            raise BadInput(f"--threshold {item!r} is not cosine=X, sqnr_db=X or top1=X", stage="options")
+        if key not in ("cosine", "sqnr_db", "top1", "max_rel_err", "int_equal") or not sep:
+            raise BadInput(f"--threshold {item!r} is not cosine=X, sqnr_db=X, top1=X, max_rel_err=X or int_equal=X",
+                           stage="options")
         try:
             out[key] = float(value)
         except ValueError:

@@ -88,7 +88,10 @@ class Dataset:
             feed = {}
             for spec in io.inputs:
                 arr = self.arrays[spec.name]
-                feed[spec.name] = arr[start : start + step] if self.batched.get(spec.name, True) else arr[start]
+                # arr[start, ...]: a 0-d array for a scalar input (arr[start] is a numpy scalar, or for strings a
+                # Python str: onnxruntime refuses the first, adapt_inputs crashed on the second; found by the
+                # operator coverage on BlackmanWindow / StringConcat scalars)
+                feed[spec.name] = arr[start : start + step] if self.batched.get(spec.name, True) else arr[start, ...]
             yield feed, slice(start, start + step)
 
 

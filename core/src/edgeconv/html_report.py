@@ -574,7 +574,8 @@ def _fidelity_block(r: dict[str, Any]) -> str:
         return out + f'<p class="none">Not compared: {_e(reason)}</p>'
     th = r.get("thresholds") or {}
     if th:
-        out += "<p>thresholds: " + ", ".join(f"{_e(k)} ≥ {_num(v, 'g')}" for k, v in th.items()) + "</p>"
+        out += "<p>thresholds: " + ", ".join(f"{_e(k)} {'≤' if k.startswith('max_') else '≥'} {_num(v, 'g')}"
+                                             for k, v in th.items()) + "</p>"
     rows = []
     for f in fid:
         top = f.get("topk_agreement") or {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ToolchainMissing
+from ..errors import EdgeconvError, ToolchainFailed, ToolchainMissing
 from ..targets import load_ref
 
 if TYPE_CHECKING:
@@ -64,4 +64,44 @@ def make_runner(model: Model, **options: Any) -> Runner:
             stage="verify",
             hint=missing[0].hint,
         )
-    return load_ref(spec.factory)(model, **options)
+    return guard(load_ref(spec.factory)(model, **options))
+
+
+def guard(runner: Runner) -> Runner:
+    """Make a runtime's own exception (a kernel that fails on these inputs, a load that fails) an
+    ``EdgeconvError`` naming the runner, the model and the stage: never an uncaught traceback.
+
+    Found by the operator coverage (the ONNX node tests): onnxruntime raised from ``run`` on a
+    model it had loaded, and the conversion ended in a traceback."""
+    for method in ("activate", "infer"):
+        fn = getattr(runner, method)
+        if getattr(fn, "_edgeconv_guarded", False):
+            continue
+
+        def guarded(*args: Any, _fn: Any = fn, _what: str = method, **kwargs: Any) -> Any:
+            if _what == "infer" and args and isinstance(args[0], dict):
+                args = (_arrays(args[0]), *args[1:])
+            try:
+                return _fn(*args, **kwargs)
+            except EdgeconvError:
+                raise
+            except Exception as exc:
+                doing = "loading" if _what == "activate" else "running"
+                text = " ".join(str(exc).split())
+                text = (text[:300] + "...") if len(text) > 300 else (text or type(exc).__name__)
+                raise ToolchainFailed(f"{runner.name} failed {doing} the {runner.model.form} model: {text}",
+                                      file=runner.model.path, stage="verify") from None
+
+        guarded._edgeconv_guarded = True  # type: ignore[attr-defined]
+        setattr(runner, method, guarded)
+    return runner
+
+
+def _arrays(feed: dict[str, Any]) -> dict[str, Any]:
+    """Every value an ``ndarray``: a sample of a scalar input, taken from its dataset as ``arr[i]``, is a
+    numpy scalar, which onnxruntime refuses ("Unable to handle object of type numpy.float32")."""
+    import numpy as np
+
+    if all(isinstance(v, np.ndarray) for v in feed.values()):
+        return feed
+    return {k: v if isinstance(v, np.ndarray) else np.asarray(v) for k, v in feed.items()}

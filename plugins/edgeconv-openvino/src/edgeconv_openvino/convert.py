@@ -152,10 +152,30 @@ def name_io(ov_model: Any, contract: IOContract) -> None:
         order = [by_name[n] for n in wanted] if len(by_name) == len(wanted) else list(range(len(ports)))
         for name, i in zip(wanted, order):
             port = ports[i]
+            if what == "outputs" and _passes_an_input_through(port):
+                port = _own_tensor(ov_model, port)
             if port.get_names() != {name}:
                 port.get_tensor().set_names({name})
             if what == "inputs":
                 port.get_node().set_friendly_name(name)
+    ov_model.validate_nodes_and_infer_types()
+
+
+def _passes_an_input_through(port: Any) -> bool:
+    result = port.get_node()
+    return result.get_type_name() == "Result" and result.input_value(0).get_node().get_type_name() == "Parameter"
+
+
+def _own_tensor(ov_model: Any, port: Any) -> Any:
+    """An output that is an input passed through (Dropout or Identity at inference) shares the
+    Parameter's tensor: naming it renamed the input, and the IR keeps one name for both. An Identity
+    between them gives the output a tensor of its own (found by the operator coverage)."""
+    import openvino.opset16 as ops
+
+    result = port.get_node()
+    identity = ops.identity(result.input_value(0))
+    result.input(0).replace_source_output(identity.output(0))
+    return identity.output(0)
 
 
 _SUMMARY = re.compile(r"--\s*(No conversion rule found for operations|Conversion is failed for):\s*(.+)")

@@ -153,8 +153,12 @@ def brief(exc: BaseException, limit: int = 400) -> str:
     m = re.search(r"(Some ops are not supported|Some ops in the model are custom ops|'tf\.\w+' op is neither"
                   r"|failed to legalize operation '[^']+')[^\n]*", text)
     lines = [m.group(0)] if m else []
-    ops = re.findall(r"tf\.(\w+)\(", text)
+    # the TF ops a converter error lists ("tf.Acos(tensor<3xf32>)"), not a Keras layer's arguments
+    # ("x=tf.Tensor(shape=(3,), ...)", which made "TF ops: Tensor" the whole message)
+    ops = [op for op in re.findall(r"tf\.(\w+)\(", text) if op not in ("Tensor", "TensorSpec", "Variable")]
     if ops:
         lines.append("TF ops: " + ", ".join(sorted(set(ops))))
+    if not m:  # the exception's own first lines (a Keras layer that failed, a shape mismatch)
+        lines.insert(0, " ".join(ln.strip() for ln in text.strip().splitlines()[:4] if ln.strip()))
     out = " ".join(" ".join(lines).split()) or " ".join(text.split())
     return out[:limit] or type(exc).__name__

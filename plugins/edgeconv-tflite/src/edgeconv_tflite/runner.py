@@ -60,7 +60,11 @@ class LiteRTRunner(Runner):
         from_key = {k: n for n, k in self.to_key.items()}
         self.inputs = {from_key.get(k, k): idx for k, idx in ins.items()}
         self.outputs = [(from_key.get(k, k), outs[k]) for k in out_order]
-        self.shapes = {idx: interp.get_tensor(idx).shape for idx in self.inputs.values()}
+        # the allocated shapes from the tensor details: get_tensor() on an input not yet set crashes LiteRT
+        # for a string tensor (a segfault; found by the operator coverage on test_equal_string)
+        allocated = {d["index"]: tuple(int(x) for x in d["shape"]) for d in interp.get_tensor_details()
+                     if d["index"] in set(self.inputs.values())}
+        self.shapes = {idx: allocated[idx] for idx in self.inputs.values()}
         self.interp = interp
         self.info = {
             "runtime": f"ai_edge_litert {version('ai-edge-litert')} (LiteRT interpreter)",

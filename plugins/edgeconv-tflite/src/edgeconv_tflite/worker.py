@@ -215,6 +215,10 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     module.tracked = list(model.variables)
     module.serve = tf.function(serve, input_signature=specs, autograph=False)
     concrete = module.serve.get_concrete_function()
+    # Track every variable the function captures: onnx2tf creates some outside the Keras model (the
+    # depthwise kernels of paddle2onnx models: model.variables is empty for PP-OCR cls). An untracked one
+    # makes TFLiteConverter's SavedModel step fail silently, and the .tflite then has no signature.
+    module.captured = list(concrete.variables)
 
     rep = None
     if job["precision"] == "int8":
@@ -300,6 +304,8 @@ def _numpy_scalar_compat() -> bool:
 
         return Meta(kind.__name__, (), {"__new__": new})
 
+    if getattr(importlib.import_module, "_edgeconv_scalar_compat", False):
+        return True  # already installed in this process (a worker that runs several jobs)
     shims = {"int": compat(builtins.int), "float": compat(builtins.float)}
     import_module = importlib.import_module
 
@@ -311,6 +317,7 @@ def _numpy_scalar_compat() -> bool:
             mod._edgeconv_scalar_compat = True
         return mod
 
+    patched._edgeconv_scalar_compat = True
     importlib.import_module = patched
     return True
 
