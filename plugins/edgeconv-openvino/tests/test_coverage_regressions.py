@@ -65,3 +65,30 @@ def test_resize_align_corners_downsampling_is_refused(tmp_path):
     assert [u.op_type for u in known_wrong(resize([1, 1, 0.6, 0.6], "cubic"))] == ["Resize"]
     assert not known_wrong(resize([1, 1, 2, 2]))
     assert not known_wrong(resize([1, 1, 0.6, 0.6], "nearest"))
+
+
+def test_copied_inputs_live_until_the_model_has_run(tmp_path):
+    """The runner shares input memory with OpenVINO (shared_memory=True). A non-contiguous input is copied
+    first; the copy was owned only by the temporary ov.Tensor, freed as soon as set_tensor returned, and
+    the next input's copy could reuse its memory: the model read garbage (a flaky OCR check on PP-OCR)."""
+    from edgeconv_openvino.runner import OVRunner
+
+    from edgeconv.pipeline import load_artifact
+
+    model = _model([helper.make_node("Sub", ["x", "y"], ["z"])],
+                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 64, 64]),
+                    helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 64, 64])],
+                   [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 3, 64, 64])])
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    res = edgeconv.convert(path, "openvino", output=tmp_path / "out", verify=False)
+    art, _ = load_artifact(res.artifact)
+    runner = OVRunner(art)
+    runner.activate()
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        # transposed views: not C-contiguous, so the runner copies them
+        x = rng.standard_normal((1, 64, 64, 3), dtype=np.float32).transpose(0, 3, 1, 2)
+        y = rng.standard_normal((1, 64, 64, 3), dtype=np.float32).transpose(0, 3, 1, 2)
+        out = runner.infer({"x": x, "y": y})
+        np.testing.assert_allclose(next(iter(out.values())), x - y, rtol=0, atol=1e-6)

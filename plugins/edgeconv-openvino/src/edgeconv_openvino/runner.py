@@ -161,11 +161,18 @@ class OVRunner(Runner):
         # Zero-copy inputs and one copy out: the cheapest call path (on the digits CNN it
         # takes ~0.22 ms where request.infer(dict) takes ~0.30 ms).
         req = self.request
+        # The tensors share the arrays' memory: keep every array (a copy made here included) alive until
+        # infer() has run. Without this, a copied input could be freed first and the model read garbage
+        # (seen as a flaky OCR check on the PP-OCR models, tests/test_real_models.py).
+        keep = []
         for name, arr in feed.items():
-            # np.asarray(order="C") keeps a 0-d input 0-d (np.ascontiguousarray makes it [1]: OpenVINO then
-            # refuses the shape; found by the operator coverage on BlackmanWindow / BitCast scalars)
-            req.set_tensor(name, self._tensor(np.asarray(arr, order="C"), shared_memory=True))
+            # np.asarray(order="C") keeps a 0-d input 0-d (np.ascontiguousarray makes it [1] and OpenVINO
+            # refuses the shape: found by the operator coverage on BlackmanWindow / BitCast scalars).
+            a = np.asarray(arr, order="C")
+            keep.append(a)
+            req.set_tensor(name, self._tensor(a, shared_memory=True))
         req.infer()
+        del keep
         return {name: req.get_output_tensor(i).data.copy() for name, i in self._outputs}
 
     def deactivate(self) -> None:
