@@ -124,6 +124,41 @@ def test_a_hang_and_a_dead_worker_are_crashes(tmp_path, monkeypatch):
         w.stop()
 
 
+def test_a_raw_toolchain_that_kills_the_worker_is_not_an_edgeconv_crash(tmp_path):
+    """LiteRT aborts the process on test_equal_uint8 in the *raw* run, after edgeconv refused the model: the
+    worker leaves edgeconv's result in its side file first, and the parent keeps it (raw: error)."""
+    import json as _json
+    import subprocess
+
+    fake = tmp_path / "fake_worker.py"
+    fake.write_text(
+        "import json, os, sys\n"
+        "folder = sys.stdin.readline().strip()\n"
+        "rec = {'test': os.path.basename(folder), 'target': 'tflite', 'status': 'refused', 'partial': True}\n"
+        "open(os.environ['EDGECONV_COVERAGE_PARTIAL'], 'w').write(json.dumps(rec))\n"
+        "os.abort()  # what LiteRT does in the raw run\n")
+
+    class FakeWorker(cov.Worker):
+        def _start(self):
+            super()._start()
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = subprocess.Popen([sys.executable, str(fake)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         text=True, bufsize=1, env={"EDGECONV_COVERAGE_PARTIAL": str(self.partial_file)})
+            self.done = 0
+
+    w = FakeWorker("tflite", raw=True, timeout=60)
+    test = _abs_test(tmp_path / "test_equal_uint8")
+    try:
+        rec = w.run(test)
+    finally:
+        w.stop()
+    assert rec["status"] == "refused", rec
+    assert rec["raw"] == "error" and "raw toolchain: the worker process died" in rec["raw_detail"]
+    assert "partial" not in rec
+    _json.dumps(rec)
+
+
 def test_matches_follows_the_backend_rule():
     a = np.array([1.0, 2.0, np.nan], np.float32)
     assert cov.matches([a], [a.copy()]) is None  # NaN == NaN

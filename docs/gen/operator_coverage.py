@@ -428,6 +428,13 @@ def _worker_main(target: str, conn: Any, raw: bool) -> None:
         conn.send(run_test(Path(msg), target, raw))
 
 
+def _write_partial(rec: dict[str, Any]) -> None:
+    """edgeconv's part of a test's result, kept where the parent finds it if the raw run kills us."""
+    side = os.environ.get("EDGECONV_COVERAGE_PARTIAL")
+    if side:
+        Path(side).write_text(json.dumps(rec, default=str))
+
+
 def serve(target: str, raw: bool) -> None:
     """The worker's loop: a test folder per line on stdin, its result as one JSON line on stdout."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -449,8 +456,7 @@ def serve(target: str, raw: bool) -> None:
         folder = line.strip()
         if not folder:
             return
-        rec = run_test(Path(folder), target, raw,
-                       partial=lambda r: results.write(json.dumps(r, default=str) + "\n"))
+        rec = run_test(Path(folder), target, raw, partial=_write_partial)
         results.write(json.dumps(rec, default=str) + "\n")
 
 
@@ -461,16 +467,26 @@ class Worker:
         self.target, self.raw, self.timeout = target, raw, timeout
         self.proc: Any = None
         self.done = 0
+        self.partial_file: Path | None = None
 
     def _start(self) -> None:
         import subprocess
 
         cmd = [sys.executable, str(Path(__file__).resolve()), "--serve", self.target] + ([] if self.raw else ["--no-raw"])
+        import tempfile
+
+        fd, side = tempfile.mkstemp(prefix="edgeconv-cov-partial-", suffix=".json")
+        os.close(fd)
+        self.partial_file = Path(side)
+        env = {**os.environ, "EDGECONV_COVERAGE_PARTIAL": side}
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     text=True, bufsize=1, cwd=str(ROOT))
+                                     text=True, bufsize=1, cwd=str(ROOT), env=env)
         self.done = 0
 
     def stop(self) -> None:
+        if self.partial_file is not None:
+            self.partial_file.unlink(missing_ok=True)
+            self.partial_file = None
         if self.proc is not None:
             try:
                 self.proc.stdin.close()
@@ -494,23 +510,17 @@ class Worker:
         # the first test of a fresh worker also pays its imports
         limit = self.timeout + (60 if self.done == 1 else 0)
         why = None
-        part = None  # edgeconv's result, sent before the raw toolchain runs
+        self.partial_file.write_text("")
         try:
             self.proc.stdin.write(f"{folder}\n")
             self.proc.stdin.flush()
-            while True:
-                left = limit - (time.perf_counter() - started)
-                ready, _, _ = select.select([self.proc.stdout], [], [], max(left, 0))
-                if not ready:
-                    why = f"no result within {limit:.0f} s (hang): the worker was killed"
-                    break
+            ready, _, _ = select.select([self.proc.stdout], [], [], limit)
+            if ready:
                 line = self.proc.stdout.readline()
-                if not line:
-                    break
-                rec = json.loads(line)
-                if not rec.pop("partial", False):
-                    return rec
-                part = rec
+                if line:
+                    return json.loads(line)
+            else:
+                why = f"no result within {limit:.0f} s (hang): the worker was killed"
         except (OSError, ValueError):
             pass
         if why is None:
@@ -522,7 +532,12 @@ class Worker:
         self.proc.kill()
         self.proc.wait()
         self.proc = None
-        if part is not None:  # edgeconv's part finished: it was the raw toolchain that died or hung
+        try:  # edgeconv's part finished: it was the raw toolchain that died or hung
+            part = json.loads(self.partial_file.read_text() or "null")
+        except (OSError, ValueError):
+            part = None
+        if part and part.get("test") == folder.name:
+            part.pop("partial", None)
             part.update(raw="error", raw_detail=f"raw toolchain: {why}")
             return part
         rec = {"test": folder.name, "target": self.target, "status": "crash", "detail": why,
