@@ -198,8 +198,9 @@ def litert_call(path: Path, x: np.ndarray, threads: int) -> Callable[[], Any]:
 
 
 def runner_call(art_dir: Path, x: np.ndarray, threads: int) -> Callable[[], Any]:
-    from edgeconv.pipeline import load_artifact
     from edgeconv_tflite.runner import LiteRTRunner
+
+    from edgeconv.pipeline import load_artifact
 
     model, manifest = load_artifact(art_dir)
     runner = LiteRTRunner(model, threads=threads, **(manifest.get("runner_options") or {}))
@@ -403,7 +404,7 @@ def render(results: dict[str, Any], meta: dict[str, Any]) -> str:
         ok = "meets" if worst <= LATENCY_LIMIT else "misses"
         if "_note" in r["latency"]:
             lines += ["", r["latency"]["_note"] + "."]
-        lines += ["", f"edgeconv int8 / hand-written onnx2tf int8 (paired, per thread count): "
+        lines += ["", "edgeconv int8 / hand-written onnx2tf int8 (paired, per thread count): "
                       + ", ".join(f"**{lat['_ratios']['int8']:.3f}x** at {t} thread(s)" for t, lat in lats.items())
                       + f" ({ok} the <= {LATENCY_LIMIT}x target).", "",
                   "Operators, edgeconv vs onnx2tf: int8 " + (f"differ ({r['ops_diff_int8']})" if r["ops_diff_int8"] else "the same")

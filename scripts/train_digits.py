@@ -8,7 +8,12 @@ split), digits_calib.npz (200 training samples for INT8 calibration), ATTRIBUTIO
 Verifies the model (onnx.checker, onnxruntime) and reports INT8 (static QDQ) accuracy and
 size of a temporary quantized copy.  Usage: python scripts/train_digits.py
 """
-import io, logging, tempfile, time, warnings, zipfile
+import io
+import logging
+import tempfile
+import time
+import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +22,7 @@ import onnxruntime as ort
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
-                                      quantize_static)
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 

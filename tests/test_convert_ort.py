@@ -123,6 +123,7 @@ def test_dynamic_batch_is_verified_at_a_pinned_batch(digits, tmp_path):
 @pytest.mark.slow
 def test_resnet18_int8_fidelity(tmp_path):
     import torch
+
     from edgeconv.testing import refnets
 
     model, x = refnets.build("resnet18")

@@ -403,31 +403,6 @@ def _tflite_in_process() -> None:
     export._run_worker = run_worker
 
 
-def _worker_main(target: str, conn: Any, raw: bool) -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    devnull = os.open(os.devnull, os.O_WRONLY)  # the toolchains print a lot, natively too
-    os.dup2(devnull, 1)
-    os.dup2(devnull, 2)
-    import warnings
-
-    warnings.simplefilter("ignore")
-    if target == "tflite":
-        import tensorflow as tf
-
-        tf.config.threading.set_intra_op_parallelism_threads(1)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-        _tflite_in_process()
-    while True:
-        try:
-            msg = conn.recv()
-        except EOFError:
-            return
-        if msg is None:
-            return
-        conn.send(run_test(Path(msg), target, raw))
-
-
 def _write_partial(rec: dict[str, Any]) -> None:
     """edgeconv's part of a test's result, kept where the parent finds it if the raw run kills us."""
     side = os.environ.get("EDGECONV_COVERAGE_PARTIAL")
