@@ -567,6 +567,9 @@ def load_cache(target: str, key: str) -> dict[str, dict[str, Any]]:
                 rec = json.loads(line)
             except ValueError:
                 continue
+            prev = out.get(rec["test"], {})
+            if "raw" not in rec and "raw" in prev:  # a later run without raw (the corpus tests) keeps it
+                rec.update({k: prev[k] for k in ("raw", "raw_detail") if k in prev})
             out[rec["test"]] = rec
     return out
 
