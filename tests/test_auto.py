@@ -149,3 +149,28 @@ def test_cli_precision_auto_json(tmp_path, digits, cli):
     assert res.exit_code == 0, res.output
     doc = json.loads(res.output)
     assert doc["auto"]["winner"] == doc["precision"] and doc["precision_requested"] == "auto"
+
+
+def test_a_pruned_torch_source_is_pruned_once_for_every_candidate(tmp_path, monkeypatch):
+    """--prune with --precision auto: the candidates are built from one pruned module (pruning and the
+    fine-tune ran once per candidate before, and each candidate could see a differently tuned model)."""
+    import torch
+
+    import edgeconv.prune
+    from edgeconv.testing.refnets import DigitsCNN
+
+    calls = []
+    real = edgeconv.prune.prune
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(edgeconv.prune, "prune", counting)
+    torch.manual_seed(0)
+    res = convert_auto((DigitsCNN().eval(), (torch.randn(1, 1, 8, 8),)), "onnxruntime", output=tmp_path / "o",
+                       source_options={"prune": 0.3}, precisions=("fp32", "fp16"), fallback=False,
+                       search_runtime=False, runs=3, warmup=0, memory=False)
+    assert len(calls) == 1
+    assert [c["name"] for c in res.report["auto"]["candidates"]] == ["fp32", "fp16"]
+    assert res.report["source"]["meta"]["prune"]["ratio"] == pytest.approx(0.3)

@@ -44,6 +44,10 @@ SENSITIVITY_SAMPLES = 16  # evaluation samples for ranking the layers (calibrati
 LATENCY_ROUNDS = 3
 
 
+# The source options that prune a PyTorch source (builtins/torch_import.py): applied once by auto.
+PRUNE_OPTIONS = ("prune", "finetune", "prune_data", "prune_ignore", "prune_round_to")
+
+
 def runtime_variants(form: str, threads: int | None = None) -> list[dict[str, Any]]:
     """Runner settings tried for an artifact of ``form`` (the first is the artifact's own).
 
@@ -141,6 +145,17 @@ def convert_auto(
     stem = _stem(source)
     out = (Path(output) if output else Path.cwd() / f"{stem}-{tgt.name}-auto").absolute()
     pipeline.check_output(out, force)
+    pruned = None
+    if (source_options or {}).get("prune") is not None:
+        # Prune (and fine-tune) once: every candidate, and the layer search, starts from the same pruned
+        # module instead of pruning the source again for each build.
+        say("pruning the source once for every candidate")
+        model = pipeline.load(source, input_shapes=input_shapes, source_form=source_form,
+                              options=dict(source_options or {}))
+        pruned = model.meta.get("prune")
+        source, source_form = (model.obj["module"], tuple(model.obj["example"])), None
+        source_options = {k: v for k, v in source_options.items() if k not in PRUNE_OPTIONS}
+        source_options.setdefault("input_names", [t.name for t in model.io.inputs])
 
     notes: list[str] = []
     candidates: list[dict[str, Any]] = []
@@ -226,6 +241,8 @@ def convert_auto(
             memory=memory, threads=threads)
         if device:
             report["device"] = device
+        if pruned:
+            report.setdefault("source", {}).setdefault("meta", {})["prune"] = pruned
         with pipeline.staged_output(out, force) as staging:
             shutil.copytree(winner["folder"], staging, dirs_exist_ok=True)
             manifest_file = staging / "manifest.json"
