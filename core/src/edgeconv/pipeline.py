@@ -350,15 +350,10 @@ def convert(
     the manifest so the artifact says which device it was made for.
     """
     if precision == "auto":
+        args = {k: v for k, v in locals().items() if k != "precision"}  # every parameter, as given
         from .auto import convert_auto
 
-        return convert_auto(
-            source, target, calibration=calibration, data=data, input_shapes=input_shapes, output=output,
-            force=force, options=options, budgets=budgets, thresholds=thresholds, verify=verify, runs=runs,
-            warmup=warmup, threads=threads, seed=seed, source_form=source_form, via=via, preprocess=preprocess,
-            skip_passes=skip_passes, memory=memory, label_output=label_output, source_options=source_options,
-            prepare_only=prepare_only, status=status, keep_float=keep_float, device=device,
-        )
+        return convert_auto(**args)
     say = status or (lambda msg: None)
     timings: dict[str, float] = {}
     reg = registry()
