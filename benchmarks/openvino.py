@@ -258,11 +258,11 @@ def same_as_hand(a: Path, b: Path) -> str:
 
 def bench_model(name: str, prep: dict[str, Any], work: Path, cfg: dict[str, Any]) -> dict[str, Any]:
     import onnxruntime as ort
-    import openvino as ov
     import torch
-
-    from edgeconv.model import IOContract, Model
     from edgeconv_openvino.runner import OVRunner, compile_config
+
+    import openvino as ov
+    from edgeconv.model import IOContract, Model
 
     log(f"{name}: hand-written OpenVINO pipeline")
     hand = hand_written(name, prep, work)

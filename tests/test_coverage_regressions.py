@@ -172,8 +172,8 @@ def test_integer_outputs_must_be_exact_at_fp32():
 
 # -- nodes onnxruntime computes differently from ONNX: the onnxruntime target's pre-check refuses them ---------
 def _precheck(model: onnx.ModelProto):
-    from edgeconv.builtins.onnx_import import from_proto
     from edgeconv.builtins.ort_target import precheck
+    from edgeconv.onnx_tools import from_proto
 
     return [(u.op_type, u.reason) for u in precheck(from_proto(model, None))]
 

@@ -11,8 +11,8 @@ import pytest
 from edgeconv import devices as devmod
 from edgeconv.errors import BadInput
 from edgeconv.plugins import registry
+from edgeconv.records import KNOWN_TARGETS, PRECISIONS
 from edgeconv.report import Budgets
-from edgeconv.targets import KNOWN_TARGETS, PRECISIONS
 
 CATALOGUE = devmod.catalogue()
 URL = re.compile(r"^https?://[^\s/]+\.[^\s/]+/\S*$")

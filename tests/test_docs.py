@@ -15,7 +15,8 @@ HOOKS = [name for name, fn in vars(hookspecs).items() if inspect.isfunction(fn) 
 
 def test_there_are_hooks():
     assert set(HOOKS) == {"register_importers", "register_passes", "register_targets", "register_runners",
-                          "register_commands", "register_toolchains", "run_stage"}
+                          "register_commands", "register_toolchains", "register_metrics", "register_comparators",
+                          "register_devices", "run_stage"}
 
 
 @pytest.mark.parametrize("hook", HOOKS)

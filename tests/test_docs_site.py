@@ -116,7 +116,7 @@ def test_every_hook_section_has_an_example(hook):
 
 def _repo_targets() -> list[tuple[str, str]]:
     """(target, where) for the built-in target and every plugin in this repository."""
-    from edgeconv.targets import KNOWN_TARGETS
+    from edgeconv.records import KNOWN_TARGETS
 
     found = [("onnxruntime", "built in")]
     for name, (dist, _title, _hint) in sorted(KNOWN_TARGETS.items()):

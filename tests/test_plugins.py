@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import edgeconv
-from edgeconv.targets import Importer, Pass, RunnerSpec, Target
+from edgeconv.records import Importer, Pass, RunnerSpec, Target
 
 
 def make_dist(root: Path, dist: str, module: str, source: str, ep_name: str | None = None) -> None:
@@ -24,7 +24,7 @@ def make_dist(root: Path, dist: str, module: str, source: str, ep_name: str | No
 
 GOOD = """
     import edgeconv
-    from edgeconv.targets import Target
+    from edgeconv.records import Target
 
     @edgeconv.hookimpl
     def register_targets(register):
@@ -211,7 +211,7 @@ def test_unknown_target_did_you_mean(cli):
 
 
 def test_missing_requirement_gives_the_install_hint_and_exit_3(fresh_plugins, cli, digits, tmp_path):
-    from edgeconv.targets import Requirement
+    from edgeconv.records import Requirement
 
     class Vendor:
         @edgeconv.hookimpl
@@ -231,3 +231,37 @@ def test_missing_requirement_gives_the_install_hint_and_exit_3(fresh_plugins, cl
         assert 'pip install "edgeconv[jetson]"' in res.stderr
     finally:
         fresh_plugins.unregister_plugin("vendor")
+
+
+class _TableRecords:
+    """Registers one record of each table kind the core collects besides targets (metrics, task checks, devices)."""
+
+    @edgeconv.hookimpl
+    def register_metrics(self, register):
+        from edgeconv.plugin import Metric
+
+        register(Metric(name="fake_metric", title="fake", better="higher", compute="builtins:abs", thresholds={"fp32": 1}))
+
+    @edgeconv.hookimpl
+    def register_comparators(self, register):
+        from edgeconv.plugin import Comparator
+
+        register(Comparator(name="fake_task", title="fake task", compare="builtins:abs"))
+
+    @edgeconv.hookimpl
+    def register_devices(self, register):
+        from edgeconv.plugin import DeviceCatalogue
+
+        register(DeviceCatalogue(package="fake_pkg"))
+        register("not a record")  # recorded as the plugin's error, the rest still counts
+
+
+def test_metric_comparator_and_device_records_are_collected_with_their_plugin(fresh_plugins):
+    fresh_plugins.register_plugin(_TableRecords(), "tables", dist="edgeconv-tables", version="1")
+    reg = fresh_plugins.registry()
+    assert reg.metrics["fake_metric"].plugin == "tables"
+    assert reg.metrics["fake_metric"].passes(1.5, 1) and not reg.metrics["fake_metric"].passes(0.5, 1)
+    assert reg.comparators["fake_task"].plugin == "tables"
+    assert reg.devices["fake_pkg"].plugin == "tables"
+    info = next(p for p in fresh_plugins.plugins() if p.name == "tables")
+    assert info.broken and info.error == "register_devices registered a str, not a record"

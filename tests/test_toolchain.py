@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 
 import edgeconv
+from edgeconv import plugins
 from edgeconv import toolchain as tcm
 from edgeconv.errors import ToolchainFailed, ToolchainMissing
-from edgeconv.targets import Requirement, Target
+from edgeconv.records import Requirement, Target
 from edgeconv.toolchain import MoveAside, OptionalImport, Toolchain
 
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -80,7 +81,7 @@ class FakePlugin:
         register(Target(name="fakechip", title="Fake chip", suffix=".onnx", accepts=("onnx",),
                         exporter="edgeconv.builtins.ort_target:export", artifact_form="onnx",
                         requirements=(Requirement("the Fake SDK toolchain", "edgeconv toolchain install faketc",
-                                                  toolchains=("faketc",)),)))
+                                                  toolchains=(self.tc,)),)))
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +181,7 @@ def test_a_missing_environment_stops_conversion_with_exit_3_and_builds_nothing(d
 
 def test_resolve_names_the_install_command(declared):
     with pytest.raises(ToolchainMissing) as err:
-        tcm.resolve("faketc")
+        tcm.resolve(plugins.registry().toolchains["faketc"])
     assert "edgeconv toolchain install faketc" in err.value.one_line()
     assert err.value.exit_code == 3
 
@@ -253,7 +254,7 @@ def test_list_and_resolve_see_it_ready(built, fresh_plugins, monkeypatch, cli):
     monkeypatch.setenv("EDGECONV_TOOLCHAINS", str(built["root"]))
     fresh_plugins.register_plugin(FakePlugin(fake_toolchain(built["wheel"])), "fakesdk")
     try:
-        env = tcm.resolve("faketc")
+        env = tcm.resolve(plugins.registry().toolchains["faketc"])
         res = env.run(["-c", "import sys, edgeconv_fake_tool as m; print(sys.prefix, m.VALUE)"])
         assert res["ok"] and res["output"].split() == [str(built["root"] / "faketc"), "42"]
         rows = json.loads(cli("toolchain", "list", "--json", "--check").stdout)["toolchains"]
@@ -276,7 +277,7 @@ def test_a_changed_specification_makes_it_broken(built, fresh_plugins, monkeypat
         st = tcm.status(fresh_plugins.registry().toolchains["faketc"])
         assert st["state"] == "broken" and "another specification" in st["reason"]
         with pytest.raises(ToolchainMissing) as err:
-            tcm.resolve("faketc")
+            tcm.resolve(plugins.registry().toolchains["faketc"])
         assert "edgeconv toolchain install faketc --force" in err.value.one_line()
     finally:
         fresh_plugins.unregister_plugin("fakesdk")
@@ -323,7 +324,7 @@ def test_a_failing_pip_install_is_toolchain_failed(fresh_plugins, cache, tmp_pat
 # -- a user-provided environment ------------------------------------------------------------------------------------
 def test_a_setting_replaces_the_cache_environment(declared, fresh_plugins, monkeypatch, cli):
     monkeypatch.setenv("EDGECONV_TOOLCHAIN_FAKETC", sys.executable)
-    env = tcm.resolve("faketc")
+    env = tcm.resolve(plugins.registry().toolchains["faketc"])
     assert env.source == "setting" and env.argv == [sys.executable]
     res = env.run(["-c", "import sys; print(sys.executable)"])
     assert res["ok"] and res["output"].strip() == sys.executable
@@ -331,13 +332,13 @@ def test_a_setting_replaces_the_cache_environment(declared, fresh_plugins, monke
     row = next(r for r in json.loads(cli("toolchain", "list", "--json").stdout)["toolchains"] if r["name"] == "faketc")
     assert row["state"] == "broken" and row["command"] == ["no-such-python-here", "--flag"]
     with pytest.raises(ToolchainMissing):
-        tcm.resolve("faketc")
+        tcm.resolve(plugins.registry().toolchains["faketc"])
 
 
 def test_a_container_command_is_split_into_arguments(declared, monkeypatch):
     """A prefix command (as for `docker run ... python3`): split like a shell would, run without one."""
     monkeypatch.setenv("EDGECONV_TOOLCHAIN_FAKETC", f"env EDGECONV_MARK='a b' {sys.executable}")
-    env = tcm.resolve("faketc")
+    env = tcm.resolve(plugins.registry().toolchains["faketc"])
     assert env.argv == ["env", "EDGECONV_MARK=a b", sys.executable]
     res = env.run(["-c", "import os; print(os.environ['EDGECONV_MARK'])"])
     assert res["ok"] and res["output"].strip() == "a b"

@@ -183,8 +183,9 @@ def through_edgeconv(folder: Path, target: str, data: tuple[list[str], list[Any]
     import edgeconv
     from edgeconv.errors import EdgeconvError, UnsupportedOperators
     from edgeconv.model import IOContract
-    from edgeconv.pipeline import adapt_inputs, adapt_outputs, load_artifact
+    from edgeconv.pipeline import load_artifact
     from edgeconv.verify import runners
+    from edgeconv.verify.fidelity import adapt_inputs, adapt_outputs
 
     names, inputs, expected = data
     feed = {n: x[None] for n, x in zip(names, inputs, strict=False)}  # one sample: [1, *input shape]

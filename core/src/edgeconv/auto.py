@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BadInput, EdgeconvError
+from .records import Job
 from .report import Budgets
 
 DEFAULT_MAX_ACCURACY_DROP = 1.0  # percentage points, when --precision auto is given no --max-accuracy-drop
@@ -103,6 +104,11 @@ def convert_auto(
     status: Callable[[str], None] | None = None,
     keep_float: Any = None,
     device: dict[str, Any] | None = None,
+    task: str | None = None,
+    task_options: dict[str, Any] | None = None,
+    state: dict[str, str] | None = None,
+    verify_samples: int | None = None,
+    place: str | None = None,
     precisions: tuple[str, ...] | None = None,
     fallback: bool = True,
     search_runtime: bool = True,
@@ -178,7 +184,8 @@ def convert_auto(
                     thresholds=thresholds, verify=True, runs=max(10, runs // 2), warmup=warmup, threads=threads,
                     seed=seed, source_form=source_form, via=via, preprocess=preprocess, skip_passes=skip_passes,
                     memory=False, label_output=label_output, source_options=source_options,
-                    status=lambda m: say(f"candidate {name}: {m}"), keep_float=keep or None,
+                    status=lambda m: say(f"candidate {name}: {m}"), keep_float=keep or None, task=task,
+                    task_options=task_options, state=state, verify_samples=verify_samples, place=place,
                 )
             except EdgeconvError as exc:
                 errors.append(exc)
@@ -345,13 +352,13 @@ def _onnx_for_target(source: Any, tgt: Any, *, calibration: Any, input_shapes: A
     """The ONNX model the target's exporter receives (route and generic passes applied), and a job."""
     from . import pipeline
     from .plugins import registry
-    from .targets import load_ref
+    from .records import load_ref
 
     profiles = pipeline._profiles(input_shapes)
     model = pipeline.load(source, input_shapes=profiles, source_form=source_form, options=dict(source_options or {}))
     work = scratch / "sensitivity"
     work.mkdir(exist_ok=True)
-    job = pipeline.Job(tgt, "fp32", tgt.validate_options(options), work, work, "model", model.io,
+    job = Job(tgt, "fp32", tgt.validate_options(options), work, work, "model", model.io,
                        dict(source_options or {}), profiles, calibration, preprocess, seed)
     current = model
     for p in pipeline.find_route(model.form, tgt, via):
@@ -373,8 +380,9 @@ def _tournament(pool: list[dict[str, Any]], *, data: Any, seed: int, threads: in
 
     from .data import load_dataset
     from .model import IOContract
-    from .pipeline import adapt_inputs, load_artifact
+    from .pipeline import load_artifact
     from .verify.bench import latency
+    from .verify.fidelity import adapt_inputs
     from .verify.runners import make_runner
 
     entries = []
@@ -528,8 +536,9 @@ def _memory(winner: dict[str, Any], settings: dict[str, Any], threads: int | Non
 
     from .data import load_dataset
     from .model import IOContract
-    from .pipeline import adapt_inputs, load_artifact
+    from .pipeline import load_artifact
     from .verify.bench import peak_memory
+    from .verify.fidelity import adapt_inputs
 
     model, manifest = load_artifact(winner["folder"])
     src_io = IOContract.from_dict(manifest["source_io"])

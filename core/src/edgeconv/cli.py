@@ -438,7 +438,7 @@ def make_app() -> typer.Typer:
                 "accepts": list(t.accepts), "suffix": t.suffix,
                 "options": [{"name": o.name, "type": o.type.__name__, "default": o.default, "help": o.help} for o in t.options],
             })
-        from .targets import KNOWN_TARGETS
+        from .records import KNOWN_TARGETS
 
         for name, (dist, title, hint) in sorted(KNOWN_TARGETS.items()):
             if name not in reg.targets and name not in reg.conflicts:

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
     import numpy as np
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+# Pillow opens a file by its content, whatever its name: a PostScript file named .png would start Ghostscript.
+# Each file is opened only as the format its suffix names.
+IMAGE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".webp": "WEBP"}
 LABELS = "labels"
 
 
@@ -239,6 +242,7 @@ def _check(ds: Dataset, io: IOContract, what: str, limit: int | None) -> Dataset
             )
         counts.add(n)
     if ds.labels is not None:
+        ds.labels = check_labels(ds.labels, what, where)
         ds.labels = ds.labels if limit is None else ds.labels[:limit]
         counts.add(len(ds.labels))
     if len(counts) > 1:
@@ -283,7 +287,6 @@ def random_dataset(io: IOContract, n: int, *, seed: int = 0) -> Dataset:
 
 def _load_images(folder: Path, io: IOContract, pre: Preprocess, what: str) -> Dataset:
     import numpy as np
-    from PIL import Image, UnidentifiedImageError
 
     if len(io.inputs) != 1:
         raise BadInput(f"{what}: an image folder can only feed a single-input model", file=folder, stage="data")
@@ -322,12 +325,7 @@ def _load_images(folder: Path, io: IOContract, pre: Preprocess, what: str) -> Da
     out = np.empty((len(files), h, w, c), dtype=np.float32)
     h_all = hashlib.sha256()
     for i, f in enumerate(files):
-        try:
-            with Image.open(f) as im:
-                im = im.convert("L" if c == 1 else "RGB").resize((w, h), Image.BILINEAR)
-                px = np.asarray(im, dtype=np.float32).reshape(h, w, c)
-        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
-            raise BadInput(f"{what}: cannot read image ({exc})", file=f, stage="data") from None
+        px = _read_image(f, c, w, h, what)
         if pre.bgr and c == 3:
             px = px[..., ::-1]
         out[i] = (px * pre.scale - mean) / std
@@ -337,6 +335,51 @@ def _load_images(folder: Path, io: IOContract, pre: Preprocess, what: str) -> Da
     h_all.update(repr(pre.to_dict()).encode())
     ds = Dataset({spec.name: np.ascontiguousarray(arr)}, "images", str(folder), h_all.hexdigest())
     return ds
+
+
+def _read_image(f: Path, c: int, w: int, h: int, what: str) -> np.ndarray:
+    """One image as float32 [h, w, c], opened only as the format its suffix names. A file that is not that format,
+    is truncated, or decompresses past Pillow's limits (pixels, or text chunks: ``ValueError``) is bad input; the
+    ``DecompressionBombWarning`` of a large but allowed image goes to the debug log, not the terminal."""
+    import logging
+    import warnings
+
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    fmt = IMAGE_FORMATS[f.suffix.lower()]
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", Image.DecompressionBombWarning)
+            with Image.open(f, formats=[fmt]) as im:
+                im = im.convert("L" if c == 1 else "RGB").resize((w, h), Image.BILINEAR)
+                px = np.asarray(im, dtype=np.float32).reshape(h, w, c)
+        for warning in caught:
+            logging.getLogger("edgeconv").debug("%s: %s", f, warning.message)
+    except UnidentifiedImageError:
+        raise BadInput(f"{what}: not a {fmt} image (files are opened only as the format their suffix names)",
+                       file=f, stage="data") from None
+    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError, EOFError) as exc:
+        text = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise BadInput(f"{what}: cannot read the {fmt} image ({text})", file=f, stage="data") from None
+    return px
+
+
+def check_labels(labels: Any, what: str, where: str | None) -> np.ndarray:
+    """``labels`` must be numbers, one entry per sample (first axis), all finite: a scalar, strings, objects or
+    NaN/Inf would make every accuracy figure (and ``--max-accuracy-drop``) meaningless."""
+    import numpy as np
+
+    arr = np.asarray(labels)
+    if arr.ndim == 0:
+        raise BadInput(f"{what}: 'labels' is a scalar; it needs one entry per sample (first axis = samples)",
+                       file=where, stage="data")
+    if arr.dtype.kind not in "biuf":
+        raise BadInput(f"{what}: 'labels' holds {arr.dtype} values; labels are class indices (integers) or numbers",
+                       file=where, stage="data")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise BadInput(f"{what}: 'labels' contains NaN or Inf", file=where, stage="data")
+    return arr
 
 
 def guess_layout(shape: tuple[Any, ...]) -> str | None:

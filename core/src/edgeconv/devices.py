@@ -93,7 +93,7 @@ def _key(text: str) -> str:
 def get(name: str) -> Device:
     """The profile called ``name`` or one of its aliases (case, ``_`` and spaces forgiven); unknown:
     BadInput with a suggestion."""
-    from .targets import did_you_mean
+    from .records import did_you_mean
 
     devices = catalogue()
     key = _key(name)

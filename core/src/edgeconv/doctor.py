@@ -7,7 +7,7 @@ import platform
 from typing import Any
 
 from .plugins import plugins, registry
-from .targets import load_ref
+from .records import load_ref
 
 
 def cpu_flags() -> list[str]:
@@ -67,7 +67,7 @@ def run_doctor() -> dict[str, Any]:
                 entry["details"] = load_ref(t.doctor)()
             except Exception as exc:  # a deep check that fails is the finding
                 entry = {"status": "broken", "error": f"{type(exc).__name__}: {exc}"}
-        needs = [tc for r in t.requirements for tc in r.toolchains if tc in toolchains]
+        needs = [tc.name for r in t.requirements for tc in r.toolchains if tc.name in toolchains]
         if needs:  # the environment the target runs its toolchain in, as `edgeconv toolchain list` shows it
             details = entry.setdefault("details", {})
             if isinstance(details, dict):

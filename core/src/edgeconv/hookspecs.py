@@ -23,8 +23,10 @@ if TYPE_CHECKING:
     import typer
 
     from .pipeline import StageCall
-    from .targets import Importer, Pass, RunnerSpec, Target
+    from .records import DeviceCatalogue, Importer, Pass, RunnerSpec, Target
     from .toolchain import Toolchain
+    from .verify.comparators import Comparator
+    from .verify.metrics import Metric
 
 hookspec = pluggy.HookspecMarker("edgeconv")
 hookimpl = pluggy.HookimplMarker("edgeconv")
@@ -67,6 +69,34 @@ def register_runners(register: Callable[[RunnerSpec], None]) -> None:
 
     A runner loads a model of one form and runs numpy inputs to outputs; verification
     runs the source model's runner and the artifact's runner on the same inputs.
+    """
+
+
+@hookspec
+def register_metrics(register: Callable[[Metric], None]) -> None:
+    """Register rows of the metric table: call ``register(Metric(...))``.
+
+    A metric is one number the fidelity contract computes for every output (and every slice of it): its name,
+    whether higher or lower is better, its threshold per precision and its format. The table drives the
+    comparison, ``--threshold NAME=VALUE`` and both reports (docs/fidelity.md).
+    """
+
+
+@hookspec
+def register_comparators(register: Callable[[Comparator], None]) -> None:
+    """Register task checks: call ``register(Comparator(...))``.
+
+    A comparator decodes the outputs of the source and of the artifact the way a deployment reads them
+    (classification top-k, detection boxes after NMS, CTC strings, segmentation masks) and compares the answers;
+    ``--task NAME`` chooses one, ``edgeconv inspect`` suggests one from the output shapes.
+    """
+
+
+@hookspec
+def register_devices(register: Callable[[DeviceCatalogue], None]) -> None:
+    """Register device profiles: call ``register(DeviceCatalogue(package, resource))`` for a TOML file the plugin
+    ships (every fact with its source, docs/devices.md). ``--device NAME`` fills a conversion's target, options,
+    precision and budgets from a profile.
     """
 
 

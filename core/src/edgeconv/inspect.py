@@ -6,7 +6,7 @@ from collections import Counter
 from typing import Any
 
 from .plugins import registry
-from .targets import load_ref
+from .records import load_ref
 
 
 def inspect_model(source: Any, *, input_shapes: Any = None, source_form: str | None = None,

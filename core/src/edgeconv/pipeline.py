@@ -19,17 +19,18 @@ import sys
 import tempfile
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .data import Dataset, Preprocess, load_dataset, random_dataset, sha256_path
+from .data import Preprocess, load_dataset, sha256_path
 from .errors import BadInput, EdgeconvError, ToolchainFailed, ToolchainMissing, UnsupportedOperators
 from .model import IOContract, Model, parse_input_shapes, pinned_shapes
 from .plugins import pm, registry
+from .records import Artifact, Importer, Job, Pass, Target, did_you_mean, load_ref
 from .report import MANIFEST_SCHEMA, SCHEMA, Budgets
-from .targets import Importer, Pass, Target, did_you_mean, load_ref
+from .verify.fidelity import verify_models
 
 
 @dataclass
@@ -43,71 +44,6 @@ class StageCall:
 
 def run_stage(stage: str, fn: Callable[[], Any], timings: dict[str, float]) -> Any:
     return pm.hook.run_stage(stage=stage, call=StageCall(stage, fn, timings))
-
-
-@dataclass
-class Artifact:
-    """What an exporter returns: the main file (in ``job.workdir``) and what it is."""
-
-    path: Path
-    form: str
-    io: IOContract
-    files: list[Path] = field(default_factory=list)
-    tools: dict[str, str] = field(default_factory=dict)
-    details: dict[str, Any] = field(default_factory=dict)
-    runner_options: dict[str, Any] = field(default_factory=dict)
-    runnable: bool = True  # False: this host cannot run it (e.g. no GPU)
-    not_runnable_reason: str = ""
-    not_run_code: int = 3  # exit code when not runnable: 3 a toolchain is missing here; 0 expected (prepare-only)
-
-
-@dataclass
-class Job:
-    """The context passes and exporters work in."""
-
-    target: Target
-    precision: str
-    options: dict[str, Any]
-    workdir: Path  # the output being built: exporters write here
-    scratch: Path  # intermediate files, never part of the output
-    stem: str
-    source_io: IOContract
-    source_options: dict[str, Any] = field(default_factory=dict)
-    input_profiles: dict[str, list[tuple[int, ...]]] = field(default_factory=dict)
-    calibration_source: Any = None
-    preprocess: Preprocess | None = None
-    seed: int = 0
-    data: Any = None  # the user's verification data (--data), for exporters that check accuracy themselves
-    budgets: Budgets | None = None
-    label_output: str | None = None  # the output holding class scores, for accuracy with labelled data
-    output: Path | None = None  # where the output folder will be renamed to
-    warnings: list[str] = field(default_factory=list)
-    status: Callable[[str], None] = lambda msg: None
-    model: Model | None = None  # the model the exporter receives (set just before export): for name mapping
-    _calib: Dataset | None = None
-
-    def warn(self, message: str) -> None:
-        if message not in self.warnings:
-            self.warnings.append(message)
-
-    def calibration(self) -> Dataset:
-        """The calibration set (loaded once). Required: INT8 without it is an error."""
-        if self._calib is not None:
-            return self._calib
-        src = self.calibration_source
-        if src is None:
-            raise BadInput(
-                f"precision {self.precision} needs calibration data: --calib PATH (.npz, .npy or a "
-                "folder of images), or --calib random for a smoke run",
-                stage="optimize",
-            )
-        limit = self.options.get("calib_limit")
-        if isinstance(src, str) and src == "random":
-            self._calib = random_dataset(self.source_io, min(int(limit or 32), 32), seed=self.seed)
-            self.warn("calibration used random data (--calib random): INT8 accuracy is not representative")
-        else:
-            self._calib = load_dataset(src, self.source_io, what="--calib", limit=limit, preprocess=self.preprocess)
-        return self._calib
 
 
 @dataclass
@@ -323,6 +259,11 @@ def convert(
     status: Callable[[str], None] | None = None,
     keep_float: Any = None,
     device: dict[str, Any] | None = None,
+    task: str | None = None,
+    task_options: dict[str, Any] | None = None,
+    state: dict[str, str] | None = None,
+    verify_samples: int | None = None,
+    place: str | None = None,
 ) -> Result:
     """Convert ``source`` for ``target``, verify the artifact against the source, report.
 
@@ -499,7 +440,9 @@ def convert(
                     lambda: verify_models(
                         model, art_model, data=data, precision=precision, thresholds=thresholds, runs=runs,
                         warmup=warmup, threads=threads, seed=seed, memory=memory, scratch=Path(scratch),
-                        runner_options=art.runner_options, label_output=label_output, status=say,
+                        runner_options=art.runner_options, label_output=label_output, status=say, task=task,
+                        task_options=task_options, state=state, verify_samples=verify_samples,
+                        calibration=job._calib if job._calib is not None else calibration, place=place,
                     ),
                     timings,
                 )
@@ -590,182 +533,6 @@ def finish(report: dict[str, Any], budgets: Budgets, timings: dict[str, float], 
 
 
 # -- verify -------------------------------------------------------------------------------
-def adapt_inputs(feed: dict[str, Any], src: IOContract, art: IOContract) -> dict[str, Any]:
-    """Feed the artifact what the source got, in the artifact's layout and dtype."""
-    import numpy as np
-
-    out = {}
-    for spec in art.inputs:
-        x = feed[spec.name]
-        src_spec = next((t for t in src.inputs if t.name == spec.name), None)
-        if src_spec is not None:
-            x = _relayout(x, src_spec.layout, spec.layout)
-        if spec.scale is not None:
-            info = np.iinfo(np.dtype(spec.dtype))
-            scale, zero = _per_channel(spec, x.ndim)
-            x = np.clip(np.round(x / scale + zero), info.min, info.max)
-        out[spec.name] = x.astype(spec.dtype)
-    return out
-
-
-def adapt_outputs(outs: dict[str, Any], src: IOContract, art: IOContract) -> dict[str, Any]:
-    """The artifact's outputs, back in the source's layout and dtype, for comparison."""
-    import numpy as np
-
-    res = {}
-    by_name = {t.name: t for t in art.outputs}
-    for s in src.outputs:
-        if s.name not in outs:
-            continue
-        y = outs[s.name]
-        spec = by_name.get(s.name)
-        if spec is not None and spec.scale is not None:
-            scale, zero = _per_channel(spec, y.ndim)
-            y = (y.astype(np.float32) - zero) * scale
-        if spec is not None:
-            y = _relayout(y, spec.layout, s.layout)
-        if y.dtype != np.dtype(s.dtype) and y.dtype.kind == "f":
-            y = y.astype(s.dtype)
-        res[s.name] = y
-    return res
-
-
-def _per_channel(spec: Any, ndim: int) -> tuple[Any, Any]:
-    """Scale and zero point shaped to broadcast: per tensor, or per channel on the layout's C axis."""
-    import numpy as np
-
-    scale = np.asarray(spec.scale, dtype=np.float32)
-    zero = np.asarray(spec.zero_point if spec.zero_point is not None else 0, dtype=np.float32)
-    if scale.ndim == 0 and zero.ndim == 0:
-        return scale, zero
-    axis = spec.layout.index("C") if spec.layout and "C" in spec.layout else ndim - 1
-    shape = [1] * ndim
-    shape[axis] = -1
-    return scale.reshape(shape), zero.reshape(shape) if zero.ndim else zero
-
-
-_PERM = {("NCHW", "NHWC"): (0, 2, 3, 1), ("NHWC", "NCHW"): (0, 3, 1, 2), ("NCW", "NWC"): (0, 2, 1), ("NWC", "NCW"): (0, 2, 1)}
-
-
-def _relayout(x: Any, frm: str | None, to: str | None) -> Any:
-    if not frm or not to or frm == to:
-        return x
-    perm = _PERM.get((frm, to))
-    if perm is None or x.ndim != len(perm):
-        raise BadInput(f"cannot convert layout {frm} to {to} for an array of rank {x.ndim}", stage="verify")
-    return x.transpose(perm)
-
-
-def verify_models(
-    source: Model,
-    artifact: Model,
-    *,
-    data: Any = None,
-    precision: str = "fp32",
-    thresholds: dict[str, float] | None = None,
-    runs: int = 50,
-    warmup: int = 5,
-    threads: int | None = None,
-    seed: int = 0,
-    memory: bool = True,
-    scratch: Path | None = None,
-    runner_options: dict[str, Any] | None = None,
-    label_output: str | None = None,
-    status: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
-    """The fidelity contract: the same inputs through both runners, every output compared."""
-    import numpy as np
-
-    from .verify.bench import latency, peak_memory
-    from .verify.metrics import accuracy, compare, thresholds_for
-    from .verify.runners import make_runner
-
-    say = status or (lambda msg: None)
-    warnings: list[str] = []
-    limits = thresholds_for(precision, thresholds)
-    ds = load_dataset(data, source.io, what="--data", seed=seed)
-    if not ds.meaningful:
-        warnings.append(
-            f"verification data was generated at random (seed {seed}): fidelity compares the models on noise; "
-            "give --data for meaningful accuracy numbers"
-        )
-    src_runner = make_runner(source, threads=threads)
-    art_runner = make_runner(artifact, threads=threads, **(runner_options or {}))
-    src_runner.activate()
-    art_runner.activate()
-    try:
-        refs: dict[str, list[Any]] = {}
-        outs: dict[str, list[Any]] = {}
-        dtypes: dict[str, Any] = {}
-        used = 0
-        say(f"verify on {len(ds)} samples")
-        first_feed = None
-        for feed, sl in ds.feeds(source.io):
-            first_feed = first_feed or feed
-            ref = src_runner.infer(feed)
-            raw = art_runner.infer(adapt_inputs(feed, source.io, artifact.io))
-            for k, v in raw.items():
-                dtypes.setdefault(k, v.dtype)
-            got = adapt_outputs(raw, source.io, artifact.io)
-            for spec in source.io.outputs:
-                refs.setdefault(spec.name, []).append(np.asarray(ref[spec.name]))
-                if spec.name in got:
-                    outs.setdefault(spec.name, []).append(np.asarray(got[spec.name]))
-            used = sl.stop
-        fidelity = []
-        art_dtypes = {t.name: t.dtype for t in artifact.io.outputs}
-        cat = lambda xs: np.concatenate([np.atleast_1d(x) for x in xs])  # noqa: E731
-        for spec in source.io.outputs:
-            if spec.name not in outs:
-                fidelity.append({"name": spec.name, "shape": [], "shape_ok": False, "dtype_ok": False, "pass": False,
-                                 "failures": ["the artifact has no output of this name"]})
-                continue
-            res = compare(spec.name, cat(refs[spec.name]), cat(outs[spec.name]), limits)
-            declared = art_dtypes.get(spec.name)
-            res["dtype_ok"] = declared is None or str(dtypes.get(spec.name)) == declared
-            if not res["dtype_ok"]:
-                res["failures"].append(f"runtime dtype {dtypes.get(spec.name)} != declared {declared}")
-                res["pass"] = False
-            fidelity.append(res)
-        acc = None
-        if ds.labels is not None:
-            name = label_output or source.io.outputs[0].name
-            if name in outs:
-                a_src = accuracy(cat(refs[name]), ds.labels[:used])
-                a_art = accuracy(cat(outs[name]), ds.labels[:used])
-                acc = {"output": name, "samples": used, "source": a_src, "artifact": a_art,
-                       "drop_pp": round((a_src - a_art) * 100, 4)}
-        say("latency")
-        art_feed = adapt_inputs(first_feed, source.io, artifact.io)
-        lat = latency(art_runner, art_feed, runs=runs, warmup=warmup)
-        src_lat = latency(src_runner, first_feed, runs=runs, warmup=warmup)
-        runtime = {"source": src_runner.info, "artifact": art_runner.info}
-    finally:
-        src_runner.deactivate()
-        art_runner.deactivate()
-    mem: dict[str, Any] = {}
-    if memory and artifact.path is not None and scratch is not None:
-        say("memory")
-        feed_file = scratch / "_feed.npz"
-        np.savez(feed_file, **art_feed)
-        opts = {**(runner_options or {}), **({"threads": threads} if threads else {})}
-        mem = peak_memory(artifact.form, artifact.path, opts, feed_file)
-        if "error" in mem:
-            warnings.append(f"peak memory not measured: {mem['error']}")
-    return {
-        "data": ds.describe(),
-        "thresholds": limits,
-        "fidelity": fidelity,
-        "accuracy": acc,
-        "latency_ms": lat,
-        "source_latency_ms": src_lat,
-        "peak_rss_bytes": mem.get("peak_rss_bytes"),
-        "memory": mem or None,
-        "runtime": runtime,
-        "_warnings": warnings,
-    }
-
-
 def load_artifact(path: str | Path) -> tuple[Model, dict[str, Any] | None]:
     """An output folder (with its manifest) or a model file, as a ``Model``."""
     p = Path(path)
@@ -811,7 +578,9 @@ def verify(source: Any, artifact: str | Path, *, data: Any = None, precision: st
            input_shapes: Any = None, budgets: Budgets | None = None, thresholds: dict[str, float] | None = None,
            runs: int = 50, threads: int | None = None, seed: int = 0, memory: bool = True,
            label_output: str | None = None, source_form: str | None = None,
-           source_options: dict[str, Any] | None = None) -> Result:
+           source_options: dict[str, Any] | None = None, task: str | None = None,
+           task_options: dict[str, Any] | None = None, state: dict[str, str] | None = None,
+           verify_samples: int | None = None, place: str | None = None) -> Result:
     """Verify an existing artifact (an output folder or a model file) against its source."""
     timings: dict[str, float] = {}
     src = run_stage("import", lambda: load(source, input_shapes=input_shapes, source_form=source_form,
@@ -822,7 +591,8 @@ def verify(source: Any, artifact: str | Path, *, data: Any = None, precision: st
         ver = run_stage("verify", lambda: verify_models(
             src, art, data=data, precision=prec, thresholds=thresholds, runs=runs, threads=threads, seed=seed,
             memory=memory, scratch=Path(scratch), runner_options=(manifest or {}).get("runner_options"),
-            label_output=label_output), timings)
+            label_output=label_output, task=task, task_options=task_options, state=state,
+            verify_samples=verify_samples, place=place), timings)
     files = [art.path.parent / f for f in manifest["artifact"]] if manifest else [art.path]
     report: dict[str, Any] = {
         "schema": SCHEMA,

@@ -19,16 +19,14 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pluggy
 
 from . import hookspecs
 from .errors import BadInput, ToolchainMissing
-from .targets import KNOWN_TARGETS, Importer, Pass, RunnerSpec, Target, did_you_mean
-
-if TYPE_CHECKING:
-    from .toolchain import Toolchain
+from .records import KNOWN_TARGETS, Comparator, DeviceCatalogue, Importer, Metric, Pass, RunnerSpec, Target, did_you_mean
+from .toolchain import Toolchain
 
 ENTRY_POINT_GROUP = "edgeconv"
 
@@ -42,7 +40,16 @@ DEFAULT_PLUGINS = (
 )
 
 REGISTER_HOOKS = ("register_importers", "register_passes", "register_targets", "register_runners",
-                  "register_toolchains")
+                  "register_toolchains", "register_metrics", "register_comparators", "register_devices")
+
+# record type -> (registry slot, the field that names it). Names are unique per slot: for targets and toolchains
+# two providers of one name are a conflict that makes the name unusable; for the others the first wins.
+SLOTS: dict[type, tuple[str, str]] = {
+    Importer: ("importers", "name"), Pass: ("passes", "name"), Target: ("targets", "name"),
+    RunnerSpec: ("runners", "form"), Toolchain: ("toolchains", "name"), Metric: ("metrics", "name"),
+    Comparator: ("comparators", "name"), DeviceCatalogue: ("devices", "package"),
+}
+UNIQUE = ("targets", "toolchains")
 
 
 @dataclass
@@ -68,6 +75,9 @@ class Registry:
     targets: dict[str, Target] = field(default_factory=dict)
     runners: dict[str, RunnerSpec] = field(default_factory=dict)
     toolchains: dict[str, Toolchain] = field(default_factory=dict)
+    metrics: dict[str, Metric] = field(default_factory=dict)
+    comparators: dict[str, Comparator] = field(default_factory=dict)
+    devices: dict[str, DeviceCatalogue] = field(default_factory=dict)
     # target name -> the plugins that all registered it (two or more: unusable)
     conflicts: dict[str, list[str]] = field(default_factory=dict)
     # toolchain name -> the plugins that all declared it (two or more: unusable)
@@ -151,7 +161,7 @@ class EntryPoint:
     version: str
 
     def load(self) -> Any:
-        from .targets import load_ref
+        from .records import load_ref
 
         return load_ref(self.value) if ":" in self.value else importlib.import_module(self.value)
 
@@ -269,11 +279,8 @@ def registry() -> Registry:
     if _registry is not None:
         return _registry
     load_plugins()
-    from .toolchain import Toolchain
-
     reg = Registry()
-    providers: dict[str, list[str]] = {}
-    tc_providers: dict[str, list[str]] = {}
+    providers: dict[tuple[str, str], list[str]] = {}
     for hook_name in REGISTER_HOOKS:
         caller = getattr(pm.hook, hook_name)
         for impl in reversed(caller.get_hookimpls()):  # registration order
@@ -288,30 +295,20 @@ def registry() -> Registry:
                     info.error, info.stage = _short_error(exc), hook_name
                 continue
             for record in collected:
-                if not isinstance(record, Toolchain):  # frozen: replaced below
-                    record.plugin = name
-                if isinstance(record, Target):
-                    record.dist = info.dist if info else "?"
-                    providers.setdefault(record.name, []).append(label)
-                    reg.targets.setdefault(record.name, record)
-                elif isinstance(record, Importer):
-                    reg.importers.setdefault(record.name, record)
-                elif isinstance(record, Pass):
-                    reg.passes.setdefault(record.name, record)
-                elif isinstance(record, RunnerSpec):
-                    reg.runners.setdefault(record.form, record)
-                elif isinstance(record, Toolchain):
-                    record = dataclasses.replace(record, plugin=name, dist=info.dist if info else "?")
-                    tc_providers.setdefault(record.name, []).append(label)
-                    reg.toolchains.setdefault(record.name, record)
-    for target, who in providers.items():
-        if len(who) > 1:
-            reg.conflicts[target] = who
-            reg.targets.pop(target, None)
-    for tc_name, who in tc_providers.items():
-        if len(who) > 1:
-            reg.toolchain_conflicts[tc_name] = who
-            reg.toolchains.pop(tc_name, None)
+                slot = SLOTS.get(type(record))
+                if slot is None:
+                    if info is not None:
+                        info.error, info.stage = f"{hook_name} registered a {type(record).__name__}, not a record", hook_name
+                    continue
+                extra = {"dist": info.dist if info else "?"} if hasattr(record, "dist") else {}
+                record = dataclasses.replace(record, plugin=name, **extra)
+                key = getattr(record, slot[1])
+                providers.setdefault((slot[0], key), []).append(label)
+                getattr(reg, slot[0]).setdefault(key, record)
+    for (slot, key), who in providers.items():
+        if slot in UNIQUE and len(who) > 1:
+            (reg.conflicts if slot == "targets" else reg.toolchain_conflicts)[key] = who
+            getattr(reg, slot).pop(key, None)
     _registry = reg
     return reg
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import BadInput
+from .records import keep_float_option  # noqa: F401  (kept importable here for older callers)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -59,16 +60,6 @@ class SearchResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"keep_float": list(self.keep), "found": self.found, "trials": list(self.trials)}
-
-
-def keep_float_option(options: dict[str, Any] | None) -> list[str]:
-    """The ``keep_float`` target option as a list of node names: a comma-separated string, or a
-    list/tuple of names (what ``-O keep_float=a,b`` and the Python API give)."""
-    value = (options or {}).get("keep_float")
-    if not value:
-        return []
-    items = value.split(",") if isinstance(value, str) else list(value)
-    return list(dict.fromkeys(str(v).strip() for v in items if str(v).strip()))
 
 
 # -- ranking ------------------------------------------------------------------------------

@@ -172,12 +172,9 @@ def _cheap_state(tc: Toolchain) -> tuple[str, str]:
     return "ready", ""
 
 
-def is_ready(name: str) -> bool:
+def is_ready(tc: Toolchain) -> bool:
     """The cheap check behind ``Requirement(toolchains=...)``: no subprocess, no import."""
-    from .plugins import registry
-
-    tc = registry().toolchains.get(name)
-    return tc is not None and _cheap_state(tc)[0] == "ready"
+    return _cheap_state(tc)[0] == "ready"
 
 
 def status(tc: Toolchain, *, deep: bool = False) -> dict[str, Any]:
@@ -306,13 +303,10 @@ def _text(data: Any) -> str:
     return data.decode(errors="replace") if isinstance(data, bytes) else str(data)
 
 
-def resolve(name: str) -> ToolchainEnv:
-    """The environment to run in, or a one-line error: ``ToolchainMissing`` (exit 3) naming the install command."""
-    from .plugins import registry
-
-    tc = registry().toolchains.get(name)
-    if tc is None:
-        raise ToolchainMissing(f"no installed plugin declares the toolchain {name!r}", stage="toolchain")
+def resolve(tc: Toolchain) -> ToolchainEnv:
+    """The environment to run in, or a one-line error: ``ToolchainMissing`` (exit 3) naming the install command.
+    ``tc`` is the plugin's own ``Toolchain`` record (the one it registers)."""
+    name = tc.name
     state, reason = _cheap_state(tc)
     setting = _setting(tc)
     if state == "missing":

@@ -30,7 +30,6 @@ def test_an_output_that_passes_an_input_through_keeps_both_names(tmp_path):
     assert res.report["fidelity"][0]["max_abs"] == 0.0
 
 
-import pytest  # noqa: E402
 
 
 def test_a_scalar_input_runs(tmp_path):
@@ -51,7 +50,7 @@ def test_resize_align_corners_downsampling_is_refused(tmp_path):
     differ from ONNX's by up to 1.05: verification (against onnxruntime) passed a wrong answer."""
     from edgeconv_openvino.precheck import known_wrong
 
-    from edgeconv.builtins.onnx_import import from_proto
+    from edgeconv.onnx_tools import from_proto
 
     def resize(scales, mode="linear"):
         graph = helper.make_graph(

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 import edgeconv
-
 import openvino
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
@@ -132,10 +131,11 @@ def test_digits_int8_through_the_cli_keeps_stdout_json(cli, digits, tmp_path):
 def test_accuracy_control_with_labelled_data_and_a_budget(digits, tmp_path):
     """nncf.quantize_with_accuracy_control, driven by job.data / job.budgets (core fields to come:
     docs/targets/openvino.md); set on the Job here the way the pipeline will."""
-    from edgeconv.pipeline import Job
+    from edgeconv_openvino.export import export
+
+    from edgeconv.plugin import Job
     from edgeconv.plugins import registry
     from edgeconv.report import Budgets
-    from edgeconv_openvino.export import export
 
     model = edgeconv.load(digits["model"])
     tgt = registry().target("openvino")
@@ -162,6 +162,7 @@ def test_accuracy_control_with_labelled_data_and_a_budget(digits, tmp_path):
 @pytest.fixture(scope="module")
 def resnet(tmp_path_factory):
     import torch
+
     from edgeconv.testing.refnets import build
 
     work = tmp_path_factory.mktemp("ov-resnet")
@@ -207,6 +208,7 @@ def test_resnet18_sizes_and_dynamic_batch(resnet):
 # -- routes -------------------------------------------------------------------------------------
 def test_torch_source_goes_direct_and_via_onnx_on_request(tmp_path):
     import torch  # noqa: F401  (refnets needs it)
+
     from edgeconv.testing.refnets import build
 
     model, example = build("digits")
@@ -227,6 +229,7 @@ def test_torch_source_goes_direct_and_via_onnx_on_request(tmp_path):
 
 def test_exported_program_goes_direct(tmp_path):
     import torch
+
     from edgeconv.testing.refnets import build
 
     model, example = build("digits")
@@ -240,8 +243,8 @@ def test_exported_program_goes_direct(tmp_path):
 
 @pytest.mark.slow
 def test_keras_source_goes_direct(tmp_path):
-    import tensorflow  # noqa: F401
     import keras
+    import tensorflow  # noqa: F401
 
     inp = keras.Input((8, 8, 1), name="image")
     x = keras.layers.Conv2D(4, 3, activation="relu")(inp)
@@ -285,6 +288,7 @@ def test_precheck_names_the_unsupported_onnx_node(cli, tmp_path):
 
 def test_precheck_names_unconvertible_torch_ops(tmp_path):
     import torch
+
     from edgeconv.errors import UnsupportedOperators
 
     class Bessel(torch.nn.Module):
@@ -300,9 +304,8 @@ def test_precheck_names_unconvertible_torch_ops(tmp_path):
 
 def test_query_model_flags_what_the_device_cannot_run(monkeypatch):
     """query_model's answer (mocked: CPU runs everything here) becomes the pre-check's list."""
-    from edgeconv_openvino.precheck import query
-
     import openvino.opset13 as ops
+    from edgeconv_openvino.precheck import query
 
     x = ops.parameter([1, 4], name="x")
     relu = ops.relu(x)
@@ -373,8 +376,9 @@ def test_hint_rule():
 
 def test_attention_graphs_are_quantized_as_transformers():
     import torch
-    from edgeconv.testing.refnets import TransformerEncoderNet
     from edgeconv_openvino.quantize import has_attention
+
+    from edgeconv.testing.refnets import TransformerEncoderNet
 
     tiny = TransformerEncoderNet(d_model=32, nhead=2, num_layers=1, dim_ff=64, seq_len=8).eval()
     assert has_attention(openvino.convert_model(tiny, example_input=(torch.randn(1, 8, 32),)))
@@ -417,7 +421,7 @@ def test_targets_lists_openvino_ready_without_importing_it():
 
 
 def test_without_the_plugin_or_openvino_the_install_hint_shows(cli, fresh_plugins, monkeypatch, digits):
-    from edgeconv.targets import KNOWN_TARGETS
+    from edgeconv.records import KNOWN_TARGETS
 
     hint = KNOWN_TARGETS["openvino"][2]
     monkeypatch.setenv("EDGECONV_DISABLE_PLUGINS", "openvino")  # as if the distribution were not installed

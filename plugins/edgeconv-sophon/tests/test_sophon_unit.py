@@ -48,7 +48,7 @@ def test_the_plugin_registers_the_target_and_its_toolchain(fresh_plugins):
 
 
 def test_the_core_table_of_known_targets_agrees():
-    from edgeconv.targets import KNOWN_TARGETS
+    from edgeconv.records import KNOWN_TARGETS
 
     dist, title, hint = KNOWN_TARGETS["sophon"]
     assert dist == "edgeconv-sophon" and "tpu-mlir" in title and 'edgeconv[sophon]' in hint

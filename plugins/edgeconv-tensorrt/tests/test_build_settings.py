@@ -18,9 +18,6 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from trt_testutil import args_of  # noqa: E402
-
-from edgeconv.errors import BadInput, ToolchainFailed  # noqa: E402
 from edgeconv_tensorrt.build import (  # noqa: E402
     BuildSettings,
     build_with_python,
@@ -30,6 +27,9 @@ from edgeconv_tensorrt.build import (  # noqa: E402
 )
 from edgeconv_tensorrt.prepare import Profile  # noqa: E402
 from edgeconv_tensorrt.versions import TrtVersion  # noqa: E402
+from trt_testutil import args_of  # noqa: E402
+
+from edgeconv.errors import BadInput, ToolchainFailed  # noqa: E402
 
 # Flags of `trtexec --help`, TensorRT 10.5 (Model, Build, Inference, System options used here).
 DOCUMENTED_10 = {

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from edgeconv_tensorrt import runner as runner_mod
+from edgeconv_tensorrt.compat import ensure_compatible, problems
 
 from edgeconv.errors import ToolchainMissing
 from edgeconv.model import IOContract, Model
-from edgeconv_tensorrt import runner as runner_mod
-from edgeconv_tensorrt.compat import ensure_compatible, problems
 
 ORIN = {"tensorrt": "10.3.0.30", "gpu": "Orin", "compute_capability": "8.7", "cuda_runtime": "12.6",
         "machine": "aarch64", "jetson": "# R36 (release), REVISION: 4.3", "version_compatible": False,

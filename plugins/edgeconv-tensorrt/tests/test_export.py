@@ -14,10 +14,10 @@ import onnxruntime as ort
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+from edgeconv_tensorrt import doctor as probes  # noqa: E402
 from trt_testutil import args_of  # noqa: E402
 
 import edgeconv  # noqa: E402
-from edgeconv_tensorrt import doctor as probes  # noqa: E402
 
 
 def test_registered_through_the_entry_point_with_its_options(cli, trt_plugin):

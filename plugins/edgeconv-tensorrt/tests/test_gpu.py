@@ -12,9 +12,9 @@ import json
 
 import numpy as np
 import pytest
+from edgeconv_tensorrt import doctor as probes
 
 import edgeconv
-from edgeconv_tensorrt import doctor as probes
 
 pytestmark = pytest.mark.gpu
 

@@ -10,10 +10,9 @@ import pytest
 from onnx import helper, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).parent))
-from trt_testutil import conv_model, save  # noqa: E402
-
 from edgeconv_tensorrt.precheck import check_proto, supported, table  # noqa: E402
 from edgeconv_tensorrt.versions import TrtVersion  # noqa: E402
+from trt_testutil import conv_model, save  # noqa: E402
 
 
 def v(text):

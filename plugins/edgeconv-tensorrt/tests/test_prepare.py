@@ -11,13 +11,13 @@ import onnxruntime as ort
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+from edgeconv_tensorrt.prepare import check_profiles_on_cpu, prepare, resolve_profiles  # noqa: E402
+from edgeconv_tensorrt.versions import TrtVersion  # noqa: E402
 from trt_testutil import conv_model, make_job, save  # noqa: E402
 
 import edgeconv  # noqa: E402
 from edgeconv.errors import BadInput  # noqa: E402
 from edgeconv.model import IOContract, TensorSpec  # noqa: E402
-from edgeconv_tensorrt.prepare import check_profiles_on_cpu, prepare, resolve_profiles  # noqa: E402
-from edgeconv_tensorrt.versions import TrtVersion  # noqa: E402
 
 V103 = TrtVersion.parse("10.3")
 

@@ -18,10 +18,10 @@ import pytest
 from onnx import TensorProto, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).parent))
+from edgeconv_tensorrt.quantize import modelopt_command  # noqa: E402
 from trt_testutil import write_script  # noqa: E402
 
 import edgeconv  # noqa: E402
-from edgeconv_tensorrt.quantize import modelopt_command  # noqa: E402
 
 
 def qdq_facts(path: Path) -> dict:
@@ -99,6 +99,7 @@ def test_digits_qdq_is_symmetric_per_channel_and_keeps_accuracy(digits, tmp_path
 @pytest.mark.slow
 def test_resnet18_qdq_fidelity_on_cpu(tmp_path, trt_plugin):
     import torch
+
     from edgeconv.testing import refnets
 
     model, x = refnets.build("resnet18")

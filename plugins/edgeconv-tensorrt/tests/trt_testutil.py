@@ -7,7 +7,6 @@ import textwrap
 from pathlib import Path
 
 
-
 def write_script(path: Path, body: str) -> Path:
     path.write_text("#!/usr/bin/env sh\n" + textwrap.dedent(body))
     path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
@@ -81,7 +80,7 @@ def save(model, path: Path) -> Path:
 def make_job(tmp_path: Path, model, precision: str = "fp32", options: dict | None = None,
              profiles: dict | None = None, calibration=None):
     """A real edgeconv Job for the tensorrt target (options validated by the Target record)."""
-    from edgeconv.pipeline import Job
+    from edgeconv.plugin import Job
     from edgeconv.plugins import registry
 
     target = registry().target("tensorrt")

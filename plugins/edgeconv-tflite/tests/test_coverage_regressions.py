@@ -52,7 +52,7 @@ def test_ops_tflite_has_no_builtin_kernel_for_are_refused_before_the_conversion(
     from edgeconv_tflite.precheck import find
     from onnx import TensorProto, helper
 
-    from edgeconv.builtins.onnx_import import from_proto
+    from edgeconv.onnx_tools import from_proto
 
     for op in ("Acos", "Tan", "Sinh"):
         graph = helper.make_graph([helper.make_node(op, ["x"], ["y"])], "g",
@@ -90,10 +90,10 @@ def test_a_string_input_model_verifies_without_crashing(tmp_path):
 def test_equal_on_uint8_is_refused_before_litert_aborts():
     """test_equal_uint8: the converted model's EQUAL made LiteRT abort (SIGABRT) in invoke() during
     verification, killing the process; the pre-check refuses it, int32 Equal stays allowed."""
+    from edgeconv_tflite.precheck import find
     from onnx import TensorProto, helper
 
-    from edgeconv.builtins.onnx_import import from_proto
-    from edgeconv_tflite.precheck import find
+    from edgeconv.onnx_tools import from_proto
 
     def equal(elem):
         graph = helper.make_graph([helper.make_node("Equal", ["a", "b"], ["y"])], "g",

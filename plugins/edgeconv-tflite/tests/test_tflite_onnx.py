@@ -114,8 +114,9 @@ def test_nhwc_float_artifact_matches_the_nchw_source_by_hand(digits_runs, digits
 
 
 def test_runner_resizes_for_another_batch(digits_runs, digits):
-    from edgeconv.model import IOContract, Model
     from edgeconv_tflite.runner import LiteRTRunner
+
+    from edgeconv.model import IOContract, Model
 
     rep = digits_runs["fp32"].report
     x = np.ascontiguousarray(np.load(digits["test"])["input"][:5].transpose(0, 2, 3, 1))

@@ -73,8 +73,9 @@ def test_precheck_asks_for_select_tf_ops_where_only_a_flex_op_would_do(cli, tmp_
 
 
 def test_precheck_function_lists_fallbacks_when_select_tf_ops_is_given():
-    from edgeconv.builtins.onnx_import import from_proto
     from edgeconv_tflite.precheck import find, supported_ops
+
+    from edgeconv.onnx_tools import from_proto
 
     assert {"Conv", "Gemm", "MaxPool", "Resize", "Erf"} <= supported_ops() and "LpPool" not in supported_ops()
     model = from_proto(_graph("Det", [2, 3, 3], [2]), None)
@@ -84,8 +85,9 @@ def test_precheck_function_lists_fallbacks_when_select_tf_ops_is_given():
 
 
 def test_precheck_passes_supported_graphs():
-    from edgeconv.builtins.onnx_import import from_proto
     from edgeconv_tflite.precheck import precheck
+
+    from edgeconv.onnx_tools import from_proto
 
     graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],

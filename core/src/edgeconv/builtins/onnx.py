@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from ..hookspecs import hookimpl
-from ..targets import Importer, Pass
+from edgeconv.plugin import Importer, Pass, hookimpl
 
 
 @hookimpl

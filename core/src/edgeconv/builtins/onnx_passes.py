@@ -6,19 +6,24 @@ Each pass is ``run(model, job) -> (model, info)``; ``info`` goes into the report
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import tempfile
 import warnings
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import BadInput, ToolchainFailed
-from ..model import Model
-from .onnx_import import _brief, from_proto, save
+from edgeconv.plugin import (
+    BadInput,
+    Model,
+    ToolchainFailed,
+    did_you_mean,
+    float_inputs,
+    from_proto,
+    import_ort_tools,
+    keep_float_option,
+    ort_tool_cwd,
+)
+from edgeconv.plugin import brief as _brief
+from edgeconv.plugin import save_onnx as save
 
 
 def _counts(proto) -> dict[str, Any]:
@@ -80,7 +85,7 @@ QUANTIZED_OPS = frozenset({
 
 def refuse_quantized(model: Model, what: str) -> None:
     """A clean refusal for a model that already holds quantized ops."""
-    from .onnx_import import iter_nodes
+    from edgeconv.plugin import iter_nodes
 
     found = sorted({n.op_type for n in iter_nodes(model.obj.graph) if n.op_type in QUANTIZED_OPS})
     if found:
@@ -133,48 +138,9 @@ class _Reader:
         return None if item is None else item[0]
 
 
-def _import_ort_tools() -> None:
-    """Import ``onnxruntime.tools`` without torch.
-
-    Its ``__init__`` imports torch whenever torch is installed, only to offer a PyTorch export
-    helper that quantization never uses: 3-9 s on every INT8 conversion here. Hide torch
-    from ``find_spec`` for that one import (no effect when torch is already loaded).
-    """
-    import importlib.util
-    import sys
-
-    if "onnxruntime.tools" in sys.modules or "torch" in sys.modules:
-        return
-    real = importlib.util.find_spec
-    importlib.util.find_spec = lambda name, package=None: None if name == "torch" else real(name, package)
-    try:
-        import onnxruntime.tools  # noqa: F401
-    finally:
-        importlib.util.find_spec = real
-
-
-@contextlib.contextmanager
-def ort_tool_cwd() -> Iterator[None]:
-    """Run an onnxruntime tool in a throw-away working folder.
-
-    onnxruntime's symbolic shape inference, when it cannot infer every shape, saves
-    ``sym_shape_infer_temp.onnx`` and a uuid-named ``.data`` file into the *current* folder before it
-    raises (onnxruntime/tools/symbolic_shape_infer.py): without this, converting a model with dynamic
-    axes left 13 MB files in the user's folder. The process is single-threaded here, so chdir is safe.
-    """
-    old = os.getcwd()
-    tmp = tempfile.mkdtemp(prefix="edgeconv-ort-")
-    try:
-        os.chdir(tmp)
-        yield
-    finally:
-        os.chdir(old)
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def _prepare(model: Model, job: Any, name: str) -> Path:
     """Write the model for the quantizer, through quant_pre_process when asked."""
-    _import_ort_tools()
+    import_ort_tools()
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     work = Path(job.scratch)
@@ -239,7 +205,8 @@ def quantize_static(model: Model, job: Any) -> tuple[Model, dict[str, Any]]:
     Defaults: per-channel int8 weights and uint8 activations (U8S8), after quant_pre_process
     (issue #2 reports U8S8 2-3x faster than S8S8 on ResNet-18 here; not re-measured by our benchmarks).
     """
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static as ort_quantize_static
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat
+    from onnxruntime.quantization import quantize_static as ort_quantize_static
 
     refuse_quantized(model, "int8")
     calib = job.calibration()
@@ -341,9 +308,6 @@ _FUSED_ACTIVATIONS = ("Relu", "Clip")
 def keep_float_names(proto, job: Any) -> list[str]:
     """The ``keep_float`` option, checked against the graph's node names (a name that matches
     no node is an error naming it)."""
-    from ..sensitivity import keep_float_option
-    from ..targets import did_you_mean
-
     names = keep_float_option(job.options)
     have = {n.name for n in proto.graph.node if n.name}
     for name in names:
@@ -366,41 +330,3 @@ def _with_fused_activations(proto, keep: list[str]) -> list[str]:
                 if p is not None and p.op_type in _FUSED_ACTIVATIONS and p.name and p.name not in out:
                     out.append(p.name)
     return out
-
-
-def float_inputs(proto, keep: list[str]) -> int:
-    """Feed each kept node the float tensor its QuantizeLinear -> DequantizeLinear pair came from,
-    and drop the pairs nothing reads any more. Returns how many inputs were restored.
-
-    ``nodes_to_exclude`` alone leaves the node's *input* quantized when a neighbour is (the tensor
-    is quantized once for every consumer): the node would compute in float on int8-rounded values.
-    """
-    g = proto.graph
-    producers = {o: n for n in g.node for o in n.output}
-    wanted = set(keep)
-    restored = 0
-    for node in g.node:
-        if node.name not in wanted:
-            continue
-        for i, x in enumerate(node.input):
-            dq = producers.get(x)
-            if dq is None or dq.op_type != "DequantizeLinear":
-                continue
-            q = producers.get(dq.input[0])
-            if q is None or q.op_type != "QuantizeLinear":
-                continue
-            node.input[i] = q.input[0]
-            restored += 1
-    outputs = {o.name for o in g.output}
-    while True:
-        used = {x for n in g.node for x in n.input} | outputs
-        dead = [n for n in g.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")
-                and not any(o in used for o in n.output)]
-        if not dead:
-            break
-        for n in dead:
-            g.node.remove(n)
-    used = {x for n in g.node for x in n.input}
-    for init in [i for i in g.initializer if i.name not in used]:
-        g.initializer.remove(init)
-    return restored

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from ..hookspecs import hookimpl
-from ..targets import Option, RunnerSpec, Target
+from edgeconv.plugin import Option, RunnerSpec, Target, hookimpl
 
 OPTIONS = (
     Option("per_channel", bool, True, "int8: per-channel weight scales"),

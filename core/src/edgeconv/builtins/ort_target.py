@@ -6,9 +6,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ..model import Model
-from ..targets import Unsupported
-from .onnx_import import iter_nodes, save
+from edgeconv.plugin import Model, Unsupported, iter_nodes
+from edgeconv.plugin import save_onnx as save
 
 
 def export(model: Model, job: Any):
@@ -16,7 +15,7 @@ def export(model: Model, job: Any):
     import onnx
     import onnxruntime
 
-    from ..pipeline import Artifact
+    from edgeconv.plugin import Artifact
 
     path = Path(job.workdir) / f"{job.stem}.onnx"
     files = save(model.obj, path)

@@ -10,7 +10,7 @@ import logging
 import time
 from typing import Any
 
-from ..hookspecs import hookimpl
+from edgeconv.plugin import hookimpl
 
 log = logging.getLogger("edgeconv")
 

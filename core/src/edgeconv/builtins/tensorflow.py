@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from ..hookspecs import hookimpl
-from ..targets import Importer, Pass, Requirement, RunnerSpec
+from edgeconv.plugin import Importer, Pass, Requirement, RunnerSpec, hookimpl
 
 TF = Requirement("TensorFlow", 'pip install "edgeconv[tensorflow]"', modules=("tensorflow",))
 TF2ONNX = Requirement("tf2onnx", 'pip install "edgeconv[tensorflow]"', modules=("tf2onnx",))

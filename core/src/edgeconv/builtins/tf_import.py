@@ -25,33 +25,18 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from ..data import guess_layout
-from ..errors import BadInput, ToolchainFailed
-from ..model import IOContract, Model, TensorSpec
-from ..verify.runners import Runner
+from edgeconv.plugin import (
+    BadInput,
+    IOContract,
+    Model,
+    Runner,
+    TensorSpec,
+    ToolchainFailed,
+    guess_layout,
+    quiet_tensorflow,
+)
 
 SIGNATURE = "serving_default"
-
-
-def _quiet() -> None:
-    """Import TensorFlow without its start-up log lines on stderr.
-
-    TF 2.21 prints absl lines ("Could not find cuda drivers", oneDNN notes) from C++ before
-    ``TF_CPP_MIN_LOG_LEVEL`` applies; they would break edgeconv's one-line errors, so file
-    descriptor 2 is pointed at /dev/null while the module loads (not with EDGECONV_DEBUG).
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if "tensorflow" in sys.modules or os.environ.get("EDGECONV_DEBUG"):
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def matches(source: Any) -> bool:
@@ -68,7 +53,7 @@ def load(source: Any, *, input_shapes: dict[str, tuple[int, ...]] | None = None,
     path = Path(source) if isinstance(source, (str, Path)) else None
     if path is not None and not path.is_dir():
         _check_keras_file(path, trust_code=bool(opts.get("trust_code")))  # before TF runs anything
-    _quiet()
+    quiet_tensorflow()
     import tensorflow as tf
 
     if path is not None and path.is_dir():
@@ -191,11 +176,11 @@ def to_onnx(model: Model, job: Any) -> tuple[Model, dict[str, Any]]:
     """tf -> onnx with tf2onnx.convert.from_function (see the module docstring)."""
     import time
 
-    _quiet()
+    quiet_tensorflow()
     import tensorflow as tf
     import tf2onnx
 
-    from .onnx_import import from_proto
+    from edgeconv.plugin import from_proto
 
     opts = getattr(job, "source_options", {}) or {}
     opset = int(opts.get("opset") or 17)
@@ -265,7 +250,7 @@ class TFRunner(Runner):
         self.threads = threads
 
     def activate(self) -> None:
-        _quiet()
+        quiet_tensorflow()
         import tensorflow as tf
 
         if self.threads:

@@ -30,7 +30,7 @@ def _size(n: int | None) -> str:
 def _lookup(name: str):
     from ..errors import BadInput
     from ..plugins import registry
-    from ..targets import did_you_mean
+    from ..records import did_you_mean
 
     reg = registry()
     if name in reg.toolchain_conflicts:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from ..hookspecs import hookimpl
-from ..targets import Importer, Pass, Requirement, RunnerSpec
+from edgeconv.plugin import Importer, Pass, Requirement, RunnerSpec, hookimpl
 
 TORCH = Requirement("PyTorch", 'pip install "edgeconv[torch]"', modules=("torch",))
 

@@ -37,9 +37,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from ..errors import BadInput, ToolchainFailed
-from ..model import IOContract, Model, TensorSpec
-from ..verify.runners import Runner
+from edgeconv.plugin import BadInput, IOContract, Model, Runner, TensorSpec, ToolchainFailed
 
 SUFFIXES = (".pt2", ".pt", ".jit", ".pth", ".torchscript")
 _FACTORY = re.compile(r"^(?P<target>[^:]+\.py|[A-Za-z_][\w.]*):(?P<attr>[A-Za-z_][\w.]*)$")
@@ -98,7 +96,7 @@ def load(source: Any, *, input_shapes: dict[str, tuple[int, ...]] | None = None,
         inputs=tuple(_spec(n, x, dynamic) for n, x in zip(names, example)),
         outputs=tuple(_spec(n, y, dynamic) for n, y in zip(out_names, outs)),
     )
-    from ..data import guess_layout
+    from edgeconv.plugin import guess_layout
 
     io = IOContract(tuple(TensorSpec(t.name, t.shape, t.dtype, guess_layout(t.shape)) for t in io.inputs), io.outputs)
     meta = {"kind": kind, "torch": torch.__version__, "parameters": int(sum(p.numel() for p in runnable.parameters()))
@@ -112,8 +110,9 @@ def load(source: Any, *, input_shapes: dict[str, tuple[int, ...]] | None = None,
 def _prune(module: Any, kind: str, example: tuple, names: list[str], opts: dict, where: str) -> tuple[Any, dict]:
     """Source options ``prune`` (channel ratio), ``finetune`` (callable), ``prune_data`` (labelled
     ``--data`` for accuracy before/after), ``prune_ignore`` (module names), ``prune_round_to``."""
-    from ..errors import EdgeconvError
-    from ..prune import parse_ratio, prune
+    from edgeconv.plugin import EdgeconvError
+
+    from ..prune import parse_ratio, prune  # TODO(redesign): pruning becomes a pass on the torch form
 
     ratio = parse_ratio(opts["prune"])
     if kind not in ("module", "factory"):
@@ -121,7 +120,7 @@ def _prune(module: Any, kind: str, example: tuple, names: list[str], opts: dict,
                        "source has no channels left to edit", file=where, stage="prune")
     data = opts.get("prune_data")
     if data is not None and not isinstance(data, (tuple, list)) and not hasattr(data, "arrays"):
-        from ..data import load_dataset
+        from edgeconv.plugin import load_dataset
 
         io = IOContract(tuple(TensorSpec(n, tuple(x.shape), str(x.dtype).replace("torch.", ""))
                               for n, x in zip(names, example, strict=True)), ())
@@ -275,7 +274,7 @@ def to_onnx(model: Model, job: Any) -> tuple[Model, dict[str, Any]]:
     import onnx
     import torch
 
-    from .onnx_import import from_proto
+    from edgeconv.plugin import from_proto
 
     opts = getattr(job, "source_options", {}) or {}
     kind = model.obj["kind"]

@@ -353,7 +353,7 @@ class ModelRunner:
         self.output_name = self.source_io.outputs[0].name
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        from ..pipeline import adapt_inputs, adapt_outputs
+        from ..verify.fidelity import adapt_inputs, adapt_outputs
 
         feed = adapt_inputs({self.input_name: x}, self.source_io, self.model.io)
         raw = self.runner.infer(feed)

@@ -88,7 +88,7 @@ def _measure(job: dict[str, Any]) -> dict[str, Any]:
 
     from ..model import IOContract, Model
     from ..plugins import registry
-    from ..targets import load_ref
+    from ..records import load_ref
 
     spec = registry().runners[job["form"]]
     factory = load_ref(spec.factory)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..errors import EdgeconvError, ToolchainFailed, ToolchainMissing
-from ..targets import load_ref
+from ..records import load_ref
 
 if TYPE_CHECKING:
     import numpy as np
@@ -45,11 +45,16 @@ class Runner:
         self.deactivate()
 
 
-def make_runner(model: Model, **options: Any) -> Runner:
-    """The registered runner for ``model.form``."""
+def make_runner(model: Model, *, place: str | None = None, **options: Any) -> Runner:
+    """The registered runner for ``model.form``; with ``place`` (a board name, docs/boards.md), the runner that runs
+    it there through the runner's board half."""
     from ..plugins import registry
 
     spec = registry().runners.get(model.form)
+    if place is not None:
+        from ..places import place_runner
+
+        return guard(place_runner(place, model, spec, options))
     if spec is None:
         raise ToolchainMissing(
             f"no runner is installed for {model.form!r} models",

@@ -28,8 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from edgeconv.errors import BadInput
-from edgeconv.model import IOContract, TensorSpec, format_shape
+from edgeconv.plugin import BadInput, IOContract, TensorSpec, format_shape
 
 from .shapes import layout_of
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeconv.errors import BadInput, ToolchainFailed, ToolchainMissing
+from edgeconv.plugin import BadInput, ToolchainFailed, ToolchainMissing
 
 from .hooks import V1_MODES, V2_MODES
 from .socs import SOCS
@@ -164,7 +164,7 @@ def parse_extra(text: str) -> list[str]:
             words = shlex.split(text)
         except ValueError as exc:
             raise BadInput(f"-O extra_args: {exc}", stage="options") from None
-    from edgeconv.targets import did_you_mean
+    from edgeconv.plugin import did_you_mean
 
     for w in words:
         m = re.match(r"^--([a-z0-9_]+)(=.*)?$", w, re.S)
@@ -184,7 +184,7 @@ def check_out_nodes(text: str, proto) -> str:
     text = str(text or "").strip()
     if not text:
         return ""
-    from edgeconv.targets import did_you_mean
+    from edgeconv.plugin import did_you_mean
 
     names = {n.name for n in proto.graph.node if n.name}
     for part in text.split(";"):
@@ -206,8 +206,7 @@ def keep_dtype_text(names: list[str]) -> str:
 
 def check_keep_float(opts: dict[str, Any], proto, extra: list[str]) -> list[str]:
     """``-O keep_float``: ONNX node names (ATC names the operators of an ONNX model after its nodes)."""
-    from edgeconv.sensitivity import keep_float_option
-    from edgeconv.targets import did_you_mean
+    from edgeconv.plugin import did_you_mean, keep_float_option
 
     names = keep_float_option(opts)
     if not names:

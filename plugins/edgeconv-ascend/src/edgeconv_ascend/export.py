@@ -15,8 +15,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from edgeconv.errors import BadInput, ToolchainFailed, ToolchainMissing
-from edgeconv.sensitivity import keep_float_option
+from edgeconv.plugin import BadInput, ToolchainFailed, ToolchainMissing, keep_float_option
 
 from . import aipp as aipp_mod
 from . import atc, cann, precheck, shapes
@@ -26,7 +25,7 @@ from .hooks import INSTALL_HINT
 def export(model, job) -> Any:
     import onnx
 
-    from edgeconv.pipeline import Artifact
+    from edgeconv.plugin import Artifact
 
     opts = job.options
     prepare_only = bool(opts.get("prepare_only"))
@@ -292,8 +291,7 @@ def _verify_fake_quant(job, float_path: Path, fake: str | None, model, calib) ->
     """AMCT's fake-quant model against the float model on onnxruntime (CPU): the INT8 recipe's cost, before ATC."""
     if not fake:
         return {"checked": False, "reason": "AMCT wrote no fake-quant model"}
-    from edgeconv.model import Model
-    from edgeconv.pipeline import verify_models
+    from edgeconv.plugin import Model, check_models
 
     data = job.data
     if data is None:
@@ -304,11 +302,11 @@ def _verify_fake_quant(job, float_path: Path, fake: str | None, model, calib) ->
     else:
         note = str(data)
     try:
-        ver = verify_models(Model("onnx", model.io, path=float_path), Model("onnx", model.io, path=Path(fake)),
-                            data=data, precision="int8", runs=3, warmup=1, memory=False, seed=job.seed)
+        ver = check_models(Model("onnx", model.io, path=float_path), Model("onnx", model.io, path=Path(fake)),
+                           data=data, precision="int8", seed=job.seed)
     except Exception as exc:  # noqa: BLE001 - e.g. AMCT custom ops plain onnxruntime cannot load
         return {"checked": False, "reason": f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"}
-    ok = all(f.get("pass") for f in ver["fidelity"])
+    ok = ver["pass"]
     if not ok:
         job.warn("the AMCT fake-quant model fails the int8 thresholds on CPU before ATC: the .om will not do better; "
                  "keep sensitive layers in float with -O amct_skip_layers=...")

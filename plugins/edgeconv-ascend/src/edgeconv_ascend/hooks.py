@@ -3,8 +3,7 @@ the work sits behind the lazy references of the records."""
 
 from __future__ import annotations
 
-from edgeconv import hookimpl
-from edgeconv.targets import Option, Requirement, RunnerSpec, Target
+from edgeconv.plugin import Option, Requirement, RunnerSpec, Target, hookimpl
 
 from .socs import SOCS
 

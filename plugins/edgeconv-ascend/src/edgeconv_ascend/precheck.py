@@ -26,9 +26,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from edgeconv.builtins.onnx_import import iter_nodes
-from edgeconv.errors import ToolchainFailed, UnsupportedOperators
-from edgeconv.targets import Unsupported
+from edgeconv.plugin import ToolchainFailed, Unsupported, UnsupportedOperators, iter_nodes
 
 TABLE = "onnx_operators.json"
 REEXPORT = "re-export the model at an opset ATC parses, e.g. torch.onnx.export(..., opset_version=17), or convert " \

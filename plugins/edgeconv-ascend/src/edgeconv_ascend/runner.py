@@ -25,8 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from edgeconv.errors import BadInput, ToolchainFailed, ToolchainMissing
-from edgeconv.verify.runners import Runner
+from edgeconv.plugin import BadInput, Runner, ToolchainFailed, ToolchainMissing
 
 from . import aipp as aipp_mod
 from . import cann

@@ -20,8 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgeconv.errors import BadInput
-from edgeconv.model import IOContract, format_shape
+from edgeconv.plugin import BadInput, IOContract, format_shape
 
 MAX_GEARS = 100
 
@@ -43,7 +42,7 @@ class Shapes:
 
 
 def layout_of(spec) -> str | None:
-    from edgeconv.data import guess_layout
+    from edgeconv.plugin import guess_layout
 
     return spec.layout or guess_layout(spec.shape)
 

@@ -28,9 +28,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from edgeconv.errors import BadInput, ToolchainFailed
-from edgeconv.model import IOContract, Model
-from edgeconv.targets import Unsupported
+from edgeconv.plugin import BadInput, IOContract, Model, ToolchainFailed, Unsupported
 
 # The pre-check converts torch/tf sources (there is no other way to ask OpenVINO about
 # them); the exporter reuses that conversion when it gets the same object. One entry.
@@ -75,7 +73,7 @@ def forget() -> None:
 
 def onnx_file(model: Model, folder: Path) -> Path:
     """The ONNX model on disk in ``folder`` (external data beside it when > 2 GB)."""
-    from edgeconv.builtins.onnx_import import save
+    from edgeconv.plugin import save_onnx as save
 
     path = Path(folder) / "_openvino_input.onnx"
     # Written once per proto: the pre-check's file serves the exporter when no pass changed the
@@ -117,17 +115,18 @@ def _from_torch(model: Model) -> tuple[Any, str]:
 
 
 def _from_tf(model: Model) -> tuple[Any, str]:
-    from edgeconv.builtins.tf_import import SIGNATURE, _quiet
+    from edgeconv.plugin import quiet_tensorflow
 
-    _quiet()
-    import openvino as ov
+    quiet_tensorflow()
     import tensorflow as tf
+
+    import openvino as ov
 
     kind, obj = model.obj["kind"], model.obj["model"]
     if kind == "savedmodel" and model.path is not None:
         return ov.convert_model(str(model.path)), "convert_model(SavedModel folder)"
     if kind == "savedmodel":
-        return ov.convert_model(obj.signatures[SIGNATURE]), "convert_model(serving signature)"
+        return ov.convert_model(obj.signatures["serving_default"]), "convert_model(serving signature)"
     spec = [tf.TensorSpec([d if isinstance(d, int) else None for d in t.shape], t.dtype, name=t.name)
             for t in model.io.inputs]
 

@@ -16,8 +16,7 @@ import importlib.metadata
 from pathlib import Path
 from typing import Any
 
-from edgeconv.errors import BadInput
-from edgeconv.model import Model
+from edgeconv.plugin import BadInput, Model
 
 from . import convert
 from .runner import available, device_family, native_hints, resolve_hint
@@ -34,8 +33,7 @@ def _version(dist: str) -> str | None:
 
 def export(model: Model, job: Any):
     import openvino as ov
-
-    from edgeconv.pipeline import Artifact
+    from edgeconv.plugin import Artifact
 
     opts = job.options
     device = opts.get("device") or "CPU"

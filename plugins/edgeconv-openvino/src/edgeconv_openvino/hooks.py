@@ -6,10 +6,9 @@ light); the work sits behind ``"edgeconv_openvino.<module>:<name>"`` references.
 
 from __future__ import annotations
 
-from edgeconv import hookimpl
-from edgeconv.targets import KNOWN_TARGETS, Importer, Option, Requirement, RunnerSpec, Target
+from edgeconv.plugin import Importer, Option, Requirement, RunnerSpec, Target, hookimpl
 
-HINT = KNOWN_TARGETS["openvino"][2] if "openvino" in KNOWN_TARGETS else 'pip install "edgeconv[openvino]"'
+HINT = 'pip install "edgeconv[openvino]" (from a checkout: pip install -e "./core[openvino]" -e ./plugins/edgeconv-openvino)'
 OPENVINO = Requirement("OpenVINO", HINT, modules=("openvino",))
 
 OPTIONS = (

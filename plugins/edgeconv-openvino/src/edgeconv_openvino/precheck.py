@@ -22,9 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from edgeconv.errors import ToolchainFailed
-from edgeconv.model import Model
-from edgeconv.targets import Unsupported
+from edgeconv.plugin import Model, ToolchainFailed, Unsupported
 
 from . import convert
 from .runner import available, device_family

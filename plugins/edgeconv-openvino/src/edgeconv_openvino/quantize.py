@@ -29,8 +29,7 @@ import re
 import time
 from typing import Any
 
-from edgeconv.errors import BadInput, ToolchainFailed, ToolchainMissing
-from edgeconv.model import IOContract
+from edgeconv.plugin import BadInput, IOContract, ToolchainFailed, ToolchainMissing
 
 from .convert import brief
 from .runner import device_family
@@ -220,7 +219,7 @@ def _accuracy_control(io_contract: IOContract, job: Any) -> dict[str, Any] | Non
         return None
     import numpy as np
 
-    from edgeconv.data import load_dataset
+    from edgeconv.plugin import load_dataset
 
     ds = load_dataset(data, io_contract, what="--data", seed=getattr(job, "seed", 0))
     if ds.labels is None:
@@ -303,8 +302,7 @@ def onnx_to_ov_names(onnx_graph: Any, ov_model: Any, nodes: list[str]) -> dict[s
 
 def keep_float_names(ov_model: Any, job: Any) -> tuple[list[str], list[str]]:
     """``-O keep_float`` (ONNX node names) and the OpenVINO op names NNCF is told to ignore."""
-    from edgeconv.sensitivity import keep_float_option
-    from edgeconv.targets import did_you_mean
+    from edgeconv.plugin import did_you_mean, keep_float_option
 
     keep = keep_float_option(job.options)
     if not keep:

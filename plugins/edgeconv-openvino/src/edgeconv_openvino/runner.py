@@ -16,9 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeconv.errors import BadInput, ToolchainMissing
-from edgeconv.model import IOContract, Model, TensorSpec
-from edgeconv.verify.runners import Runner
+from edgeconv.plugin import BadInput, IOContract, Model, Runner, TensorSpec, ToolchainMissing
 
 # Layers whose runtime precision says nothing about the arithmetic.
 _PLUMBING = {"Const", "Input", "Output", "Parameter", "Result", "Reshape", "Reorder", "Convert"}

@@ -22,7 +22,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from edgeconv.errors import BadInput, ToolchainFailed
+from edgeconv.plugin import BadInput, ToolchainFailed
 
 from . import tpumlir
 from .hooks import CHIPS, QUANTIZE
@@ -80,7 +80,7 @@ def static_shapes(io, warn=lambda msg: None) -> list[list[int]]:
 def artifact_contract(io, shapes: list[list[int]]):
     from dataclasses import replace
 
-    from edgeconv.model import IOContract
+    from edgeconv.plugin import IOContract
 
     batch = shapes[0][0] if shapes and shapes[0] else 1
     outs = tuple(replace(t, shape=tuple(d if isinstance(d, int) else (batch if i == 0 else 1)
@@ -94,7 +94,7 @@ def _test_input(job, io, shapes: list[list[int]], path: Path) -> dict[str, Any]:
     """The sample tpu-mlir's own comparisons run on: the first of --data, else one generated from the contract."""
     import numpy as np
 
-    from edgeconv.data import load_dataset
+    from edgeconv.plugin import load_dataset
 
     ds = load_dataset(job.data, io, what="--data", seed=job.seed, random_samples=1)
     feed = next(iter(ds.feeds(io)), (None, None))[0]
@@ -168,15 +168,16 @@ def device_check(context: Path, bmodel: Path, timeout: float) -> dict[str, Any]:
 def export(model, job) -> Any:
     import onnx
 
-    from edgeconv.pipeline import Artifact
-    from edgeconv.toolchain import resolve
+    from edgeconv.plugin import Artifact, resolve_toolchain
+
+    from .toolchain import SOPHON
 
     opts = job.options
     chip = str(opts.get("chip") or "bm1684x")
     if chip not in CHIPS:
         raise BadInput(f"-O chip={chip}: one of {', '.join(CHIPS)}", stage="options")
     quantize = QUANTIZE[job.precision]
-    env = resolve("sophon")  # before any work: missing -> exit 3 naming `edgeconv toolchain install sophon`
+    env = resolve_toolchain(SOPHON)  # before any work: missing -> exit 3 naming `edgeconv toolchain install sophon`
     workdir, scratch, stem = Path(job.workdir), Path(job.scratch) / "tpu_mlir", job.stem
     scratch.mkdir(parents=True, exist_ok=True)
     name = "".join(c if c.isalnum() or c in "_-" else "_" for c in stem) or "model"

@@ -3,8 +3,7 @@ behind the lazy references of the records, and tpu-mlir runs in its own environm
 
 from __future__ import annotations
 
-from edgeconv import hookimpl
-from edgeconv.targets import Option, Requirement, RunnerSpec, Target
+from edgeconv.plugin import Option, Requirement, RunnerSpec, Target, hookimpl
 
 from .toolchain import SOPHON, TPU_MLIR_VERSION
 
@@ -16,7 +15,7 @@ TOOLCHAIN = Requirement(
     f"the tpu-mlir {TPU_MLIR_VERSION} toolchain environment (Python 3.10)",
     f"edgeconv toolchain install sophon (or set {SOPHON.setting} to a Python with tpu_mlir, or a container command "
     "ending in one)",
-    toolchains=("sophon",),
+    toolchains=(SOPHON,),
 )
 
 OPTIONS = (

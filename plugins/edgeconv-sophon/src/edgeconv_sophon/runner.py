@@ -21,8 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgeconv.errors import BadInput, ToolchainFailed
-from edgeconv.verify.runners import Runner
+from edgeconv.plugin import BadInput, Runner, ToolchainFailed
 
 
 class CmodelRunner(Runner):
@@ -47,12 +46,14 @@ class CmodelRunner(Runner):
         self.bmodel_names: list[str] = []
 
     def activate(self) -> None:
-        from edgeconv.toolchain import resolve
+        from edgeconv.plugin import resolve_toolchain
+
+        from .toolchain import SOPHON
 
         path = Path(self.model.path)
         if not path.is_file():
             raise BadInput("no such .bmodel file", file=path, stage="verify")
-        env = resolve("sophon")
+        env = resolve_toolchain(SOPHON)
         self._tmp = tempfile.TemporaryDirectory(prefix="edgeconv-sophon-")
         work = Path(self._tmp.name)
         bridge = work / "bridge.py"

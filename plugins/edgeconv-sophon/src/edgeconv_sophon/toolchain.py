@@ -21,7 +21,7 @@ What the wheel needs beyond its metadata, found by running it on Debian 12 (glib
 
 from __future__ import annotations
 
-from edgeconv.toolchain import MoveAside, OptionalImport, Toolchain
+from edgeconv.plugin import MoveAside, OptionalImport, Toolchain
 
 TPU_MLIR_VERSION = "1.30.2"
 

@@ -28,7 +28,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from edgeconv.errors import BadInput, ToolchainFailed
+from edgeconv.plugin import BadInput, ToolchainFailed
 
 TOOL_MAIN = """\
 import os, sys
@@ -141,7 +141,7 @@ def keep_float_ops(nodes: tuple[str, ...] | list[str], proto: Any, mlir_text: st
                    warn=lambda msg: None) -> list[tuple[str, str]]:
     """ONNX node names -> ``(mlir op, node)`` to keep in F32. A node tpu-mlir fused into its consumer (a Conv into
     the Relu after it) is kept through that consumer, with a warning; an unknown node name is bad input."""
-    from edgeconv.targets import did_you_mean
+    from edgeconv.plugin import did_you_mean
 
     by_name = {n.name: n for n in proto.graph.node if n.name}
     consumers: dict[str, list[Any]] = {}

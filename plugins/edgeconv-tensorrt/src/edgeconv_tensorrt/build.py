@@ -30,8 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeconv.errors import BadInput, ToolchainFailed, ToolchainMissing
-from edgeconv.sensitivity import keep_float_option
+from edgeconv.plugin import BadInput, ToolchainFailed, ToolchainMissing, keep_float_option
 
 from .prepare import Profile
 from .versions import TrtVersion

@@ -19,7 +19,7 @@ from __future__ import annotations
 import platform
 from typing import Any
 
-from edgeconv.errors import ToolchainMissing
+from edgeconv.plugin import ToolchainMissing
 
 from .versions import parse_version
 

@@ -12,12 +12,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from edgeconv.errors import BadInput, ToolchainFailed, ToolchainMissing, UnsupportedOperators
+from edgeconv.plugin import BadInput, ToolchainFailed, ToolchainMissing, UnsupportedOperators
 
 from . import doctor as probes
 from .build import BuildSettings, build_with_python, build_with_trtexec, write_build_kit
 from .prepare import check_profiles_on_cpu, prepare, target_version
 from .versions import TrtVersion, parse_version
+
 
 def prepare_only_requested(options: dict[str, Any]) -> bool:
     return bool(options.get("prepare_only"))
@@ -54,7 +55,7 @@ def toolchain(options: dict[str, Any]) -> dict[str, Any]:
 def export(model, job) -> Any:
     import onnx
 
-    from edgeconv.pipeline import Artifact
+    from edgeconv.plugin import Artifact
 
     from . import quantize
     from .precheck import check_proto, graph_restrictions
@@ -249,7 +250,7 @@ def _int8(prepared, float_path: Path, qdq_path: Path, job, quantize) -> dict[str
 
 def _qdq_data(job, io, calib) -> tuple[Any, str]:
     """Data for the QDQ check: -O qdq_data, else the run's --data (when the core passes it), else calibration."""
-    from edgeconv.data import load_dataset
+    from edgeconv.plugin import load_dataset
 
     limit = int(job.options.get("qdq_limit") or 500)
     source = job.options.get("qdq_data") or getattr(job, "data", None)

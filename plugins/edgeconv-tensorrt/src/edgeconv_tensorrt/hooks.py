@@ -3,8 +3,7 @@ onnx, onnxruntime or numpy): the work sits behind the lazy references of the rec
 
 from __future__ import annotations
 
-from edgeconv import hookimpl
-from edgeconv.targets import Option, Requirement, RunnerSpec, Target
+from edgeconv.plugin import Option, Requirement, RunnerSpec, Target, hookimpl
 
 INSTALL_HINT = (
     'pip install "edgeconv[jetson]"; TensorRT itself: JetPack on a Jetson (sudo apt install nvidia-jetpack), '

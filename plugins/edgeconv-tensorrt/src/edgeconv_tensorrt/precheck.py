@@ -15,8 +15,7 @@ import json
 from importlib.resources import files
 from typing import Any
 
-from edgeconv.builtins.onnx_import import iter_nodes
-from edgeconv.targets import Unsupported
+from edgeconv.plugin import Unsupported, iter_nodes
 
 from .versions import TrtVersion
 

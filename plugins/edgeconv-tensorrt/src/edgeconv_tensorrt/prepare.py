@@ -18,8 +18,7 @@ import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from edgeconv.errors import BadInput, ToolchainFailed
-from edgeconv.model import IOContract, format_shape
+from edgeconv.plugin import BadInput, IOContract, ToolchainFailed, format_shape
 
 from .versions import DEFAULT_TARGET, TrtVersion
 
@@ -194,7 +193,7 @@ def _set_shapes(proto, profiles: dict[str, Profile]):
 
 
 def _contract(proto, source: IOContract, profiles: dict[str, Profile]) -> IOContract:
-    from edgeconv.builtins.onnx_import import io_contract
+    from edgeconv.plugin import io_contract
 
     io = io_contract(proto)
     layouts = {t.name: t.layout for t in source.inputs}

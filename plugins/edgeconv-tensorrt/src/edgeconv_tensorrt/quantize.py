@@ -31,8 +31,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from edgeconv.errors import BadInput, ToolchainFailed, ToolchainMissing
-from edgeconv.sensitivity import keep_float_option
+from edgeconv.plugin import BadInput, ToolchainFailed, ToolchainMissing, keep_float_option
 
 METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 # Which ops get Q/DQ: "trt" = the inputs of weighted operations (TensorRT's placement
@@ -120,7 +119,7 @@ def _float_inputs(path: Path, keep: list[str]) -> int:
     onnxruntime translation of keep_float: ``edgeconv.builtins.onnx_passes.float_inputs``)."""
     import onnx
 
-    from edgeconv.builtins.onnx_passes import float_inputs
+    from edgeconv.plugin import float_inputs
 
     proto = onnx.load(str(path))
     n = float_inputs(proto, keep)
@@ -222,14 +221,12 @@ def verify(ref_path: Path, qdq_path: Path, io, data: Any, thresholds: dict[str, 
     The QDQ model runs with graph optimisations off, so Q/DQ execute as written (fake
     quantization): the arithmetic the INT8 recipe defines, not one CPU kernel's rounding.
     """
-    from edgeconv.model import Model
-    from edgeconv.pipeline import verify_models
+    from edgeconv.plugin import Model, check_models
 
     ref = Model(form="onnx", io=io, path=Path(ref_path))
     qdq = Model(form="onnx", io=io, path=Path(qdq_path))
-    res = verify_models(ref, qdq, data=data, precision="int8", thresholds=thresholds, runs=1, warmup=0,
-                        memory=False, runner_options={"graph_optimization": "disable"},
-                        label_output=label_output, seed=seed)
+    res = check_models(ref, qdq, data=data, precision="int8", thresholds=thresholds,
+                       runner_options={"graph_optimization": "disable"}, label_output=label_output, seed=seed)
     out = {
         "runtime": f"onnxruntime {res['runtime']['artifact'].get('runtime', '').split()[-1]} (CPU, graph "
                    "optimisation off: Q/DQ as written)",
@@ -238,8 +235,8 @@ def verify(ref_path: Path, qdq_path: Path, io, data: Any, thresholds: dict[str, 
         "thresholds": res["thresholds"],
         "fidelity": res["fidelity"],
         "accuracy": res["accuracy"],
-        "pass": all(f["pass"] for f in res["fidelity"]),
-        "warnings": res.get("_warnings", []),
+        "pass": res["pass"],
+        "warnings": res["warnings"],
     }
     return out
 

@@ -16,8 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgeconv.errors import BadInput, ToolchainFailed, ToolchainMissing
-from edgeconv.verify.runners import Runner
+from edgeconv.plugin import BadInput, Runner, ToolchainFailed, ToolchainMissing
 
 from .compat import ensure_compatible, host_info
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from edgeconv.errors import BadInput
+from edgeconv.plugin import BadInput
 
 # JetPack 6.1/6.2 ship TensorRT 10.3 (CUDA 12.6); JetPack 5.1.x ships TensorRT 8.5.2.
 DEFAULT_TARGET = "10.3"

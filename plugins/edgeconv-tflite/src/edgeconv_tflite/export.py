@@ -35,8 +35,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from edgeconv.errors import BadInput, ToolchainFailed, ToolchainMissing
-from edgeconv.model import IOContract, Model, TensorSpec
+from edgeconv.plugin import BadInput, IOContract, Model, TensorSpec, ToolchainFailed, ToolchainMissing
 
 from .hooks import HINT
 from .quiet import native_output
@@ -52,7 +51,7 @@ KEEP_FLOAT_REFUSED = (
 
 
 def export(model: Model, job: Any):
-    from edgeconv.sensitivity import keep_float_option
+    from edgeconv.plugin import keep_float_option
 
     if keep_float_option(job.options):
         raise BadInput(KEEP_FLOAT_REFUSED, stage="export")
@@ -67,7 +66,7 @@ def export(model: Model, job: Any):
 def _onnx_route(model: Model, job: Any):
     import numpy as np
 
-    from edgeconv.builtins.onnx_import import save
+    from edgeconv.plugin import save_onnx as save
 
     from .convert import signature_keys
 
@@ -230,7 +229,15 @@ def _all_nodes(graph):
 
 # -- TF route --------------------------------------------------------------------------------
 def _tf_route(model: Model, job: Any):
-    from .convert import brief, quiet_tensorflow, representative_dataset, save_function, save_keras3, signature_keys, to_tflite
+    from .convert import (
+        brief,
+        quiet_tensorflow,
+        representative_dataset,
+        save_function,
+        save_keras3,
+        signature_keys,
+        to_tflite,
+    )
 
     tf = quiet_tensorflow()
     io = model.io
@@ -294,7 +301,7 @@ def _calibration_feeds(job: Any) -> list[dict[str, Any]]:
 # -- the artifact ----------------------------------------------------------------------------
 def _artifact(tflite: Path, io: IOContract, job: Any, in_perms: dict[str, tuple[int, ...]], in_keys: dict[str, str],
               out_keys: dict[str, str], settings: dict[str, Any], versions: dict[str, str], details: dict[str, Any]):
-    from edgeconv.pipeline import Artifact
+    from edgeconv.plugin import Artifact
 
     from . import tflite_file
 

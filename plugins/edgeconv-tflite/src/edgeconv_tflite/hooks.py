@@ -6,8 +6,8 @@ behind ``"module:function"`` references, imported when a conversion or a verific
 
 from __future__ import annotations
 
-import edgeconv
-from edgeconv.targets import Option, Requirement, RunnerSpec, Target
+import edgeconv.plugin
+from edgeconv.plugin import Option, Requirement, RunnerSpec, Target
 
 HINT = 'pip install "edgeconv[tflite]" (from a checkout: pip install -e "./core[tflite]" -e ./plugins/edgeconv-tflite)'
 

@@ -14,9 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from edgeconv.builtins.onnx_import import iter_nodes
-from edgeconv.errors import UnsupportedOperators
-from edgeconv.targets import Unsupported
+from edgeconv.plugin import Unsupported, UnsupportedOperators, iter_nodes
 
 # Converted by onnx2tf 1.28.8, but to TF ops with no TFLite builtin kernel (checked here with
 # TF 2.21: TFLiteConverter fails without SELECT_TF_OPS, succeeds with it). Erf is not listed:

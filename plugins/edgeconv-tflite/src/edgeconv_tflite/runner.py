@@ -11,8 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from edgeconv.errors import BadInput
-from edgeconv.verify.runners import Runner
+from edgeconv.plugin import BadInput, Runner
 
 from .quiet import native_output
 

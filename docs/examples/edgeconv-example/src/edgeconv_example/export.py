@@ -12,8 +12,7 @@ from typing import Any
 import onnx
 from onnx import version_converter
 
-from edgeconv.errors import BadInput
-from edgeconv.targets import Unsupported
+from edgeconv.plugin import BadInput, Unsupported
 
 _NO_ADAPTER = re.compile(r"No Adapter (?:From|To) Version \$?(\d+) for (\w+)")
 
@@ -63,7 +62,7 @@ def precheck(model: Any, job: Any) -> list[Unsupported]:
 
 def export(model: Any, job: Any):
     """Write ``<stem>.onnx`` into ``job.workdir`` at the requested opset."""
-    from edgeconv.pipeline import Artifact  # an edgeconv type: cheap, but only needed here
+    from edgeconv.plugin import Artifact  # an edgeconv type: cheap, but only needed here
 
     opset = target_opset(job)
     converted = convert(model.obj, opset)

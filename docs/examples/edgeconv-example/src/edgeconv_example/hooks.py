@@ -5,8 +5,8 @@ Registering is cheap: the records name the functions that do the work as
 is imported until a conversion runs.
 """
 
-import edgeconv
-from edgeconv.targets import Option, Requirement, Target
+import edgeconv.plugin
+from edgeconv.plugin import Option, Requirement, Target
 
 
 @edgeconv.hookimpl

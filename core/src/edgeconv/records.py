@@ -14,9 +14,13 @@ import importlib.util
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from .data import Dataset, Preprocess, load_dataset, random_dataset
 from .errors import BadInput
+from .model import IOContract, Model
+from .report import Budgets
 
 Ref = str | Callable[..., Any]  # "module:attr" or the callable itself
 
@@ -57,6 +61,16 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     return f"; did you mean {lowered[close[0]]!r}?" if close else ""
 
 
+def keep_float_option(options: dict[str, Any] | None) -> list[str]:
+    """The ``keep_float`` target option as a list of node names: a comma-separated string, or a
+    list/tuple of names (what ``-O keep_float=a,b`` and the Python API give)."""
+    value = (options or {}).get("keep_float")
+    if not value:
+        return []
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return list(dict.fromkeys(str(v).strip() for v in items if str(v).strip()))
+
+
 @dataclass(frozen=True)
 class Requirement:
     """Something a target needs. Satisfied when *any* of its modules, binaries, env
@@ -68,7 +82,7 @@ class Requirement:
     modules: tuple[str, ...] = ()
     binaries: tuple[str, ...] = ()
     env: tuple[str, ...] = ()
-    toolchains: tuple[str, ...] = ()
+    toolchains: tuple[Any, ...] = ()  # Toolchain records (edgeconv.toolchain), checked by their state file
 
     def satisfied(self) -> bool:
         """The cheap check used by ``edgeconv targets`` (no import, no subprocess)."""
@@ -86,10 +100,10 @@ def _which(binary: str) -> str | None:
     return shutil.which(binary)
 
 
-def _toolchain_ready(name: str) -> bool:
+def _toolchain_ready(tc: Any) -> bool:
     from .toolchain import is_ready
 
-    return is_ready(name)
+    return is_ready(tc)
 
 
 def _module_present(name: str) -> bool:
@@ -230,12 +244,74 @@ class Pass:
 
 @dataclass
 class RunnerSpec:
-    """Runs a model of one form: ``factory(model, **options) -> Runner``."""
+    """Runs a model of one form: ``factory(model, **options) -> Runner``.
+
+    ``options``: the runner settings an artifact's manifest may carry (``runner_options``), name -> type; anything
+    else in a manifest is refused (a manifest is untrusted input: docs/security.md). ``board``: the module of the
+    runner's board half (a self-contained file that needs only numpy and the runtime, shipped to a board: docs/
+    boards.md). ``tuning``: ``tuning(threads) -> list[dict]``, the runner settings ``--precision auto`` may time
+    (the first is the runtime's defaults).
+    """
 
     form: str
     name: str
     factory: Ref
     requirements: tuple[Requirement, ...] = ()
+    options: Mapping[str, type] | None = None
+    board: str | None = None
+    tuning: Ref | None = None
+    plugin: str = ""
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One row of the metric table (docs/fidelity.md): a number the fidelity contract computes for each output.
+
+    ``compute(ref, out) -> float | None`` gets the source's and the artifact's output (numpy arrays of one shape;
+    None: the metric does not apply to this output, e.g. top-1 on a regression). ``thresholds`` gives the gate
+    per precision (a precision not named: reported, not gated); ``better`` says which way passes. ``per_slice``:
+    also computed on every slice along the output's channel axis (or a declared one), and the worst slice gates.
+    """
+
+    name: str
+    title: str
+    better: str  # "higher" | "lower"
+    compute: Ref
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+    format: str = ".4g"
+    per_slice: bool = False
+    description: str = ""
+    plugin: str = ""
+
+    def passes(self, value: float, limit: float) -> bool:
+        return value >= limit if self.better == "higher" else value <= limit
+
+
+@dataclass(frozen=True)
+class Comparator:
+    """A task check (``--task NAME``): decode both models' outputs the way a deployment reads them and compare
+    the answers (classification top-k, detection boxes after NMS, CTC strings, segmentation masks).
+
+    ``compare(refs, outs, *, io, labels, options) -> dict`` gets every output of the source and of the artifact
+    by name (samples stacked on the first axis) and returns ``{"metrics": {...}, "pass": bool, "failures": [...],
+    ...}``; ``suggest(io) -> str | None`` says why this task fits a model's outputs (``edgeconv inspect``).
+    """
+
+    name: str
+    title: str
+    compare: Ref
+    suggest: Ref | None = None
+    options: tuple[Option, ...] = ()
+    description: str = ""
+    plugin: str = ""
+
+
+@dataclass(frozen=True)
+class DeviceCatalogue:
+    """A TOML file of device profiles a plugin ships (``register_devices``), read with ``importlib.resources``."""
+
+    package: str
+    resource: str = "devices.toml"
     plugin: str = ""
 
 
@@ -247,3 +323,72 @@ class Unsupported:
     op_type: str
     reason: str = ""
     fallback: bool = False  # True: runs, but falls back (warn only)
+
+
+# -- what a conversion hands a plugin, and what an exporter returns ----------------------------------------
+@dataclass
+class Artifact:
+    """What an exporter returns: the main file (in ``job.workdir``) and what it is."""
+
+    path: Path
+    form: str
+    io: IOContract
+    files: list[Path] = field(default_factory=list)
+    tools: dict[str, str] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    runner_options: dict[str, Any] = field(default_factory=dict)
+    runnable: bool = True  # False: this host cannot run it (e.g. no GPU)
+    not_runnable_reason: str = ""
+    not_run_code: int = 3  # exit code when not runnable: 3 a toolchain is missing here; 0 expected (prepare-only)
+
+
+@dataclass
+class Job:
+    """The context passes and exporters work in."""
+
+    target: Target
+    precision: str
+    options: dict[str, Any]
+    workdir: Path  # the output being built: exporters write here
+    scratch: Path  # intermediate files, never part of the output
+    stem: str
+    source_io: IOContract
+    source_options: dict[str, Any] = field(default_factory=dict)
+    input_profiles: dict[str, list[tuple[int, ...]]] = field(default_factory=dict)
+    calibration_source: Any = None
+    preprocess: Preprocess | None = None
+    seed: int = 0
+    data: Any = None  # the user's verification data (--data), for exporters that check accuracy themselves
+    budgets: Budgets | None = None
+    label_output: str | None = None  # the output holding class scores, for accuracy with labelled data
+    output: Path | None = None  # where the output folder will be renamed to
+    warnings: list[str] = field(default_factory=list)
+    status: Callable[[str], None] = lambda msg: None
+    model: Model | None = None  # the model the exporter receives (set just before export): for name mapping
+    # Hand-off between this job's pre-check, passes and exporter (e.g. a converted model the pre-check made and
+    # the exporter reuses), keyed by the plugin's own names: never a module global.
+    state: dict[str, Any] = field(default_factory=dict)
+    _calib: Dataset | None = None
+
+    def warn(self, message: str) -> None:
+        if message not in self.warnings:
+            self.warnings.append(message)
+
+    def calibration(self) -> Dataset:
+        """The calibration set (loaded once). Required: INT8 without it is an error."""
+        if self._calib is not None:
+            return self._calib
+        src = self.calibration_source
+        if src is None:
+            raise BadInput(
+                f"precision {self.precision} needs calibration data: --calib PATH (.npz, .npy or a "
+                "folder of images), or --calib random for a smoke run",
+                stage="optimize",
+            )
+        limit = self.options.get("calib_limit")
+        if isinstance(src, str) and src == "random":
+            self._calib = random_dataset(self.source_io, min(int(limit or 32), 32), seed=self.seed)
+            self.warn("calibration used random data (--calib random): INT8 accuracy is not representative")
+        else:
+            self._calib = load_dataset(src, self.source_io, what="--calib", limit=limit, preprocess=self.preprocess)
+        return self._calib
