@@ -608,7 +608,8 @@ def verify(source: Any, artifact: str | Path, *, data: Any = None, precision: st
 
 
 def bench(model: str | Path, *, runs: int = 100, warmup: int = 10, threads: int | None = None,
-          input_shapes: Any = None, data: Any = None, seed: int = 0, memory: bool = True) -> dict[str, Any]:
+          input_shapes: Any = None, data: Any = None, seed: int = 0, memory: bool = True,
+          place: str | None = None) -> dict[str, Any]:
     """Latency (and peak memory) of one model or artifact folder on its runner."""
     import numpy as np
 
@@ -623,11 +624,13 @@ def bench(model: str | Path, *, runs: int = 100, warmup: int = 10, threads: int 
     ds = load_dataset(data, m.io, what="--data", seed=seed, random_samples=1)
     feed = next(iter(ds.feeds(m.io)))[0]
     opts = dict((manifest or {}).get("runner_options") or {})
-    with make_runner(m, threads=threads, **opts) as runner:
+    with make_runner(m, place=place, threads=threads, **opts) as runner:
         lat = latency(runner, feed, runs=runs, warmup=warmup)
         info = runner.info
     mem = {}
-    if memory:
+    if place is not None:  # measured where it ran, by the board half
+        mem = {k: info[k] for k in ("peak_rss_bytes", "baseline_rss_bytes", "model_rss_bytes") if k in info}
+    elif memory:
         with tempfile.TemporaryDirectory(prefix="edgeconv-") as scratch:
             f = Path(scratch) / "_feed.npz"
             np.savez(f, **feed)
