@@ -439,7 +439,8 @@ def test_unreadable_image(tmp_path: Path, kind: str) -> None:
         broken.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
     with pytest.raises(BadInput) as e:
         load_dataset(folder, IMG)
-    bad(e, broken, "cannot read image")
+    fmt = "JPEG" if broken.suffix == ".jpg" else "PNG"
+    bad(e, broken, f"not a {fmt} image" if kind == "garbage" else f"cannot read the {fmt} image")
 
 
 def test_images_for_a_non_image_input(tmp_path: Path) -> None:
