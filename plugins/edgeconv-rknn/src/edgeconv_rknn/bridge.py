@@ -1,0 +1,223 @@
+"""Runs *inside* the rknn toolchain environment (Python 3.11, rknn-toolkit2): builds a .rknn, and serves the simulator.
+
+    python bridge.py build RECIPE.json RESULT.json
+    python bridge.py serve RECIPE.json ARTIFACT.rknn
+
+Only the standard library, numpy and ``rknn.api`` are imported: edgeconv is not installed here. The recipe (written
+by ``export.py``, kept in the output folder as ``rknn_build/recipe.json``) names, relative to its own folder, the ONNX
+the toolkit reads, the ``rknn.config`` arguments, the dataset list (int8), the float16 layers (hybrid quantization)
+and the test sample of the per-layer accuracy analysis. Every toolkit call returns 0 or -1; a -1 ends the script with
+the step's name and the toolkit's last error lines on stderr (the caller makes that a one-line error, exit 4).
+
+``build`` runs ``config -> load_onnx -> build`` (or, with float16 layers, ``hybrid_quantization_step1 -> the
+quantization.cfg edited -> hybrid_quantization_step2``) ``-> export_rknn [-> accuracy_analysis]`` and writes RESULT.
+
+``serve``: the toolkit's simulator cannot run a .rknn read back with ``load_rknn`` ("RKNN model that loaded by
+'load_rknn' not support inference on the simulator"), so the model is rebuilt from the same recipe in this process
+(same toolkit, ONNX, configuration and dataset), compared with the artifact (size, differing bytes: the compiler
+writes host addresses into the file, so two builds are never byte-identical), and ``init_runtime(target=None)`` starts
+the simulator. It then answers one JSON line per request on stdin: ``{"input": "in.npz", "output": "out.npz"}`` runs
+the inputs (``i0, i1, ...`` in the model's input order) and writes ``o0, o1, ...``; ``{"op": "quit"}`` ends it.
+"""
+
+import json
+import os
+import re
+import sys
+import time
+
+class StepFailed(Exception):
+    pass
+
+
+def _call(steps, name, fn, *args, **kwargs):
+    started = time.perf_counter()
+    code = fn(*args, **kwargs)
+    steps.append({"step": name, "returncode": code, "seconds": round(time.perf_counter() - started, 3)})
+    if code != 0:
+        raise StepFailed(f"rknn.{name} returned {code}")
+
+
+def _load(rk, recipe, steps):
+    cfg = dict(recipe["config"])
+    _call(steps, "config", rk.config, **cfg)
+    kwargs = {}
+    if recipe.get("input_size_list"):
+        kwargs = {"inputs": recipe["inputs"], "input_size_list": recipe["input_size_list"]}
+    _call(steps, "load_onnx", rk.load_onnx, recipe["onnx"], **kwargs)
+
+
+def _hybrid(rk, recipe, steps):
+    """hybrid_quantization_step1 -> custom_quantize_layers in the generated cfg -> step2. Returns what was kept."""
+    stem = os.path.splitext(os.path.basename(recipe["onnx"]))[0]
+    _call(steps, "hybrid_quantization_step1", rk.hybrid_quantization_step1, dataset=recipe["dataset"])
+    cfg_file = f"{stem}.quantization.cfg"
+    with open(cfg_file, encoding="utf-8") as f:
+        text = f.read()
+    known = {k.strip("'\"") for k in re.findall(r"^    (\S.*):\s*$", text, flags=re.M)}
+    kept, missing = {}, []
+    for node, tensors in recipe["hybrid"]["nodes"].items():
+        hit = [t for t in tensors if t in known]
+        if hit:
+            kept[node] = hit
+        else:
+            missing.append(node)
+    block = "custom_quantize_layers:\n" + "".join(
+        f"    {json.dumps(t)}: float16\n" for ts in kept.values() for t in ts)
+    if "custom_quantize_layers: {}" not in text:
+        raise StepFailed(f"{cfg_file} has no empty 'custom_quantize_layers: {{}}' line (another toolkit version?)")
+    with open(cfg_file, "w", encoding="utf-8") as f:
+        f.write(text.replace("custom_quantize_layers: {}\n", block, 1) if kept else text)
+    _call(steps, "hybrid_quantization_step2", rk.hybrid_quantization_step2, model_input=f"{stem}.model",
+          data_input=f"{stem}.data", model_quantization_cfg=cfg_file)
+    return {"kept": kept, "not_found": missing, "cfg": cfg_file, "known_tensors": len(known)}
+
+
+def build(rk, recipe, steps):
+    _load(rk, recipe, steps)
+    info = {}
+    if recipe.get("hybrid") and recipe["hybrid"].get("nodes"):
+        info["hybrid"] = _hybrid(rk, recipe, steps)
+    else:
+        _call(steps, "build", rk.build, do_quantization=bool(recipe["quantize"]),
+              dataset=recipe.get("dataset") if recipe["quantize"] else None)
+    return info
+
+
+_ROW = re.compile(r"^\[(?P<kind>[^\]]+)\]\s+(?P<name>\S+)\s*(?P<rest>.*)$")
+
+
+def parse_analysis(text):
+    """error_analysis.txt -> rows {layer, kind, entire_cos, entire_euc, single_cos, single_euc} (None when the toolkit
+    printed no value: a layer fused into the next one)."""
+    rows = []
+    for line in text.splitlines():
+        m = _ROW.match(line.strip())
+        if not m:
+            continue
+        nums = re.findall(r"[-+]?(?:\d+\.\d*|\d+|inf|nan)", m.group("rest"))
+        vals = [float(v) for v in nums[:4]] + [None] * (4 - len(nums[:4]))
+        rows.append({"layer": m.group("name"), "kind": m.group("kind"), "entire_cos": vals[0], "entire_euc": vals[1],
+                     "single_cos": vals[2], "single_euc": vals[3]})
+    return rows
+
+
+def cmd_build(recipe_path, result_path):
+    from rknn.api import RKNN
+
+    with open(recipe_path, encoding="utf-8") as f:
+        recipe = json.load(f)
+    os.chdir(os.path.dirname(os.path.abspath(recipe_path)))
+    steps, result = [], {"ok": False, "steps": steps}
+    rk = RKNN(verbose=False)
+    try:
+        result.update(build(rk, recipe, steps))
+        _call(steps, "export_rknn", rk.export_rknn, recipe["rknn"])
+        analysis = recipe.get("analysis")
+        if analysis:
+            try:
+                _call(steps, "accuracy_analysis", rk.accuracy_analysis, inputs=analysis["inputs"],
+                      output_dir=analysis["output_dir"], target=None)
+                with open(os.path.join(analysis["output_dir"], "error_analysis.txt"), encoding="utf-8") as f:
+                    result["analysis"] = {"rows": parse_analysis(f.read())}
+            except (StepFailed, OSError) as exc:  # the artifact stands; the analysis is a diagnostic
+                result["analysis"] = {"error": str(exc)}
+        result["ok"] = True
+    except StepFailed as exc:
+        result["error"] = str(exc)
+    finally:
+        rk.release()
+    result["toolkit"] = _version()
+    with open(result_path, "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=2)
+    return 0 if result["ok"] else 1
+
+
+def _version():
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("rknn-toolkit2")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def compare_files(a, b):
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        x, y = fa.read(), fb.read()
+    diff = sum(1 for i, j in zip(x, y) if i != j) if len(x) == len(y) else None
+    return {"size": len(x), "artifact_size": len(y), "same_size": len(x) == len(y), "differing_bytes": diff}
+
+
+def cmd_serve(recipe_path, artifact):
+    import shutil
+    import tempfile
+
+    import numpy as np
+    from rknn.api import RKNN
+
+    proto = os.fdopen(os.dup(1), "w")  # the protocol gets the original stdout; the toolkit's prints go to stderr
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    with open(recipe_path, encoding="utf-8") as f:
+        recipe = json.load(f)
+    artifact = os.path.abspath(artifact)
+    # rebuilt in a copy of the recipe's folder: the hybrid steps write files beside the ONNX, never in the output
+    work = tempfile.mkdtemp(prefix="edgeconv-rknn-sim-")
+    shutil.copytree(os.path.dirname(os.path.abspath(recipe_path)), os.path.join(work, "recipe"))
+    os.chdir(os.path.join(work, "recipe"))
+    steps = []
+    rk = RKNN(verbose=False)
+    try:
+        recipe = dict(recipe, analysis=None)
+        build(rk, recipe, steps)
+        rebuilt = os.path.join(work, "rebuilt.rknn")
+        _call(steps, "export_rknn", rk.export_rknn, rebuilt)
+        same = compare_files(rebuilt, artifact)
+        _call(steps, "init_runtime", rk.init_runtime, target=None)
+    except (StepFailed, OSError) as exc:
+        proto.write(json.dumps({"ready": False, "error": str(exc), "steps": steps}) + "\n")
+        proto.flush()
+        return 1
+    proto.write(json.dumps({"ready": True, "pid": os.getpid(), "toolkit": _version(), "rebuilt": same,
+                            "steps": steps}) + "\n")
+    proto.flush()
+    formats = recipe.get("input_formats") or []
+    for line in sys.stdin:
+        line = line.strip()
+        if not line:
+            continue
+        req = json.loads(line)
+        if req.get("op") == "quit":
+            break
+        started = time.perf_counter()
+        try:
+            with np.load(req["input"]) as data:
+                inputs = [data[f"i{i}"] for i in range(len(data.files))]
+            fmt = [f or None for f in formats] if formats and any(formats) else None
+            outs = rk.inference(inputs=inputs, data_format=fmt)
+            if outs is None:
+                raise RuntimeError("rknn.inference returned None (see the simulator's log)")
+            np.savez(req["output"], **{f"o{i}": np.asarray(o) for i, o in enumerate(outs)})
+            reply = {"ok": True, "n": len(outs), "seconds": round(time.perf_counter() - started, 6)}
+        except Exception as exc:  # noqa: BLE001 - reported to the runner
+            reply = {"ok": False, "error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"}
+        proto.write(json.dumps(reply) + "\n")
+        proto.flush()
+    rk.release()
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def main(argv):
+    if len(argv) != 3 or argv[0] not in ("build", "serve"):
+        print("usage: python bridge.py build RECIPE.json RESULT.json | serve RECIPE.json ARTIFACT.rknn",
+              file=sys.stderr)
+        return 2
+    if argv[0] == "build":
+        return cmd_build(argv[1], argv[2])
+    return cmd_serve(argv[1], argv[2])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
