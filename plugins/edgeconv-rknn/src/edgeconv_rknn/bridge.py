@@ -48,7 +48,11 @@ def _load(rk, recipe, steps):
 
 
 def _hybrid(rk, recipe, steps):
-    """hybrid_quantization_step1 -> custom_quantize_layers in the generated cfg -> step2. Returns what was kept."""
+    """hybrid_quantization_step1 -> custom_quantize_layers in the generated cfg -> step2 (in a new RKNN object, as
+    the toolkit requires). Returns the RKNN object and what was kept: a node's own output tensors when the cfg
+    lists them, else the first tensor of its consumer chain it lists (the toolkit fused the node into it)."""
+    from rknn.api import RKNN
+
     stem = os.path.splitext(os.path.basename(recipe["onnx"]))[0]
     _call(steps, "hybrid_quantization_step1", rk.hybrid_quantization_step1, dataset=recipe["dataset"])
     cfg_file = f"{stem}.quantization.cfg"
@@ -56,8 +60,8 @@ def _hybrid(rk, recipe, steps):
         text = f.read()
     known = {k.strip("'\"") for k in re.findall(r"^    (\S.*):\s*$", text, flags=re.M)}
     kept, missing = {}, []
-    for node, tensors in recipe["hybrid"]["nodes"].items():
-        hit = [t for t in tensors if t in known]
+    for node, where in recipe["hybrid"]["nodes"].items():
+        hit = [t for t in where["own"] if t in known] or [t for t in where["chain"] if t in known][:1]
         if hit:
             kept[node] = hit
         else:
@@ -68,20 +72,30 @@ def _hybrid(rk, recipe, steps):
         raise StepFailed(f"{cfg_file} has no empty 'custom_quantize_layers: {{}}' line (another toolkit version?)")
     with open(cfg_file, "w", encoding="utf-8") as f:
         f.write(text.replace("custom_quantize_layers: {}\n", block, 1) if kept else text)
+    rk.release()
+    rk = RKNN(verbose=False)
     _call(steps, "hybrid_quantization_step2", rk.hybrid_quantization_step2, model_input=f"{stem}.model",
           data_input=f"{stem}.data", model_quantization_cfg=cfg_file)
-    return {"kept": kept, "not_found": missing, "cfg": cfg_file, "known_tensors": len(known)}
+    return rk, {"kept": kept, "not_found": missing, "cfg": cfg_file, "known_tensors": len(known)}
 
 
-def build(rk, recipe, steps):
-    _load(rk, recipe, steps)
-    info = {}
-    if recipe.get("hybrid") and recipe["hybrid"].get("nodes"):
-        info["hybrid"] = _hybrid(rk, recipe, steps)
-    else:
-        _call(steps, "build", rk.build, do_quantization=bool(recipe["quantize"]),
-              dataset=recipe.get("dataset") if recipe["quantize"] else None)
-    return info
+def build(recipe, steps):
+    """The model, built as the recipe says, in a new RKNN object: (rk, info)."""
+    from rknn.api import RKNN
+
+    rk = RKNN(verbose=False)
+    try:
+        _load(rk, recipe, steps)
+        info = {}
+        if recipe.get("hybrid") and recipe["hybrid"].get("nodes"):
+            rk, info["hybrid"] = _hybrid(rk, recipe, steps)
+        else:
+            _call(steps, "build", rk.build, do_quantization=bool(recipe["quantize"]),
+                  dataset=recipe.get("dataset") if recipe["quantize"] else None)
+    except BaseException:
+        rk.release()
+        raise
+    return rk, info
 
 
 _ROW = re.compile(r"^\[(?P<kind>[^\]]+)\]\s+(?P<name>\S+)\s*(?P<rest>.*)$")
@@ -103,15 +117,15 @@ def parse_analysis(text):
 
 
 def cmd_build(recipe_path, result_path):
-    from rknn.api import RKNN
-
     with open(recipe_path, encoding="utf-8") as f:
         recipe = json.load(f)
     os.chdir(os.path.dirname(os.path.abspath(recipe_path)))
-    steps, result = [], {"ok": False, "steps": steps}
-    rk = RKNN(verbose=False)
+    steps = []
+    result = {"ok": False, "steps": steps}
+    rk = None
     try:
-        result.update(build(rk, recipe, steps))
+        rk, info = build(recipe, steps)
+        result.update(info)
         _call(steps, "export_rknn", rk.export_rknn, recipe["rknn"])
         analysis = recipe.get("analysis")
         if analysis:
@@ -126,7 +140,8 @@ def cmd_build(recipe_path, result_path):
     except StepFailed as exc:
         result["error"] = str(exc)
     finally:
-        rk.release()
+        if rk is not None:
+            rk.release()
     result["toolkit"] = _version()
     with open(result_path, "w", encoding="utf-8") as f:
         json.dump(result, f, indent=2)
@@ -154,7 +169,6 @@ def cmd_serve(recipe_path, artifact):
     import tempfile
 
     import numpy as np
-    from rknn.api import RKNN
 
     proto = os.fdopen(os.dup(1), "w")  # the protocol gets the original stdout; the toolkit's prints go to stderr
     os.dup2(2, 1)
@@ -162,15 +176,15 @@ def cmd_serve(recipe_path, artifact):
     with open(recipe_path, encoding="utf-8") as f:
         recipe = json.load(f)
     artifact = os.path.abspath(artifact)
+    here = os.getcwd()  # the runner's scratch folder: request files are relative to it
     # rebuilt in a copy of the recipe's folder: the hybrid steps write files beside the ONNX, never in the output
     work = tempfile.mkdtemp(prefix="edgeconv-rknn-sim-")
     shutil.copytree(os.path.dirname(os.path.abspath(recipe_path)), os.path.join(work, "recipe"))
     os.chdir(os.path.join(work, "recipe"))
     steps = []
-    rk = RKNN(verbose=False)
     try:
         recipe = dict(recipe, analysis=None)
-        build(rk, recipe, steps)
+        rk, _info = build(recipe, steps)
         rebuilt = os.path.join(work, "rebuilt.rknn")
         _call(steps, "export_rknn", rk.export_rknn, rebuilt)
         same = compare_files(rebuilt, artifact)
@@ -192,13 +206,13 @@ def cmd_serve(recipe_path, artifact):
             break
         started = time.perf_counter()
         try:
-            with np.load(req["input"]) as data:
+            with np.load(os.path.join(here, req["input"])) as data:
                 inputs = [data[f"i{i}"] for i in range(len(data.files))]
             fmt = [f or None for f in formats] if formats and any(formats) else None
             outs = rk.inference(inputs=inputs, data_format=fmt)
             if outs is None:
                 raise RuntimeError("rknn.inference returned None (see the simulator's log)")
-            np.savez(req["output"], **{f"o{i}": np.asarray(o) for i, o in enumerate(outs)})
+            np.savez(os.path.join(here, req["output"]), **{f"o{i}": np.asarray(o) for i, o in enumerate(outs)})
             reply = {"ok": True, "n": len(outs), "seconds": round(time.perf_counter() - started, 6)}
         except Exception as exc:  # noqa: BLE001 - reported to the runner
             reply = {"ok": False, "error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"}
