@@ -1,0 +1,128 @@
+"""The default backend: a local pool of processes (``--workers N``, default the number of cores).
+
+Processes, not threads: a conversion holds the GIL for long stretches and imports heavy frameworks (TensorFlow,
+OpenVINO) that are best kept apart. The pool uses the ``spawn`` start method (no fork of a driver that may hold
+threads and locks) and starts its workers inside a scratch folder, so a worker's first ``sys.path`` entry and its
+working folder are never the user's folder (a ``json.py`` beside the spec is never imported); each cell also runs
+in a scratch folder of its own (``cells.scratch_cwd``).
+
+A worker that dies (killed, out of memory, a crash in a native library) breaks a ``ProcessPoolExecutor``: every
+cell in flight then fails with it. Those cells are run again one by one, each in a fresh single-worker pool, so
+that only the cell that really kills its worker is reported (``error``, exit 4) and no other cell is lost.
+
+Ctrl-C: pending cells are cancelled, running workers get one SIGINT (the conversion removes its staging folder),
+the pool is shut down, and no record is written for a cell that did not finish.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from ..errors import EXIT_TOOLCHAIN
+from .cells import Cell, here, record, run_cell
+
+DIED = ("the worker process running this cell died (killed, out of memory, or a crash in a native library); "
+        "it was run again alone and died again")
+
+
+def _init_worker() -> None:
+    """In each worker: one Ctrl-C interrupts the running cell (its conversion cleans up); more are ignored, so
+    the clean-up itself is never interrupted."""
+    def once(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, once)
+
+
+def _work(cell: Cell, output: str) -> dict[str, Any]:
+    return run_cell(cell, output, placement={"backend": "local"})
+
+
+@contextlib.contextmanager
+def _cwd(folder: Path) -> Iterator[None]:
+    """Workers start here: ``spawn`` runs ``python -c ...`` in the parent's working folder, which would put the
+    user's folder first on the new interpreter's ``sys.path`` until the pool's bootstrap replaces it."""
+    old = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = max(1, workers or os.cpu_count() or 1)
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": "local", "workers": self.workers}
+
+    def run(self, cells: list[Cell], out: Path, events: Callable[[dict[str, Any]], None]) -> Iterator[dict[str, Any]]:
+        scratch = Path(tempfile.mkdtemp(prefix="edgeconv-matrix-"))
+        try:
+            suspects = yield from self._pool(cells, out, self.workers, scratch)
+            for cell in suspects:  # alone, each in a fresh pool: only a cell that kills its worker again fails
+                again = yield from self._pool([cell], out, 1, scratch)
+                for c in again:
+                    yield record(c, status="error", exit_code=EXIT_TOOLCHAIN, error=DIED,
+                                 placement=here(backend="local"))
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _pool(self, cells: list[Cell], out: Path, workers: int, scratch: Path):
+        """Run ``cells`` in one pool; yield their records; return the cells in flight when a worker died."""
+        import multiprocessing
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+        if not cells:
+            return []
+        pool = ProcessPoolExecutor(max_workers=min(workers, len(cells)), mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker)
+        try:
+            with _cwd(scratch):  # every worker is spawned by these submits
+                futures = {pool.submit(_work, cell, str(out / cell.folder)): cell for cell in cells}
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                broken = [f for f in done if _broken(f)]
+                for fut in done:
+                    if fut not in broken:
+                        yield fut.result()
+                if broken:  # a worker died: finished cells count, the rest are suspects
+                    suspects = [futures[f] for f in broken]
+                    for fut in pending:
+                        if fut.done() and not _broken(fut):
+                            yield fut.result()
+                        else:
+                            suspects.append(futures[fut])
+                    return suspects
+            return []
+        except BaseException:
+            _interrupt(pool)
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _broken(fut: Any) -> bool:
+    from concurrent.futures.process import BrokenProcessPool
+
+    return fut.done() and not fut.cancelled() and isinstance(fut.exception(), BrokenProcessPool)
+
+
+def _interrupt(pool: Any) -> None:
+    """Cancel what has not started; give each running worker one SIGINT so its conversion cleans up."""
+    for fut in list(getattr(pool, "_pending_work_items", {}).values()):
+        fut.future.cancel()
+    for pid in list(getattr(pool, "_processes", None) or {}):  # the pool's own workers, by pid
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGINT)
