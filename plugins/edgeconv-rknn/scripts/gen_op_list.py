@@ -87,6 +87,22 @@ def _probe_one(test_dir: str) -> tuple[str, str]:
     return "matches", ""
 
 
+def _probe_isolated(test_dir: str) -> tuple[str, str]:
+    """One test in its own process (the toolkit crashes on some models: a crash is a failure, not the end)."""
+    import subprocess
+
+    try:
+        proc = subprocess.run([sys.executable, __file__, "one", test_dir], capture_output=True, text=True,
+                              timeout=300, check=False)
+    except subprocess.TimeoutExpired:
+        return "fails", "timeout"
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("{"):
+            got = json.loads(line)
+            return got["result"], got["why"]
+    return "fails", f"crashed (exit {proc.returncode})"
+
+
 def probe(doc: dict) -> dict:
     import glob
     import os
@@ -109,7 +125,7 @@ def probe(doc: dict) -> dict:
             continue
         tried = []
         for d in by_op.get(op, [])[:3]:
-            res, why = _probe_one(d)
+            res, why = _probe_isolated(d)
             tried.append({"test": os.path.basename(d), "result": res, **({"why": why} if why else {})})
             print(op, tried[-1], file=sys.stderr, flush=True)
             if res == "matches":
@@ -126,6 +142,10 @@ def main(argv: list[str]) -> int:
     if len(argv) == 2 and argv[0] == "parse":
         with open(argv[1], encoding="utf-8") as f:
             print(json.dumps(parse(f.read()), indent=1))
+        return 0
+    if len(argv) == 2 and argv[0] == "one":
+        res, why = _probe_one(argv[1])
+        print(json.dumps({"result": res, "why": why}))
         return 0
     if len(argv) == 2 and argv[0] == "probe":
         with open(argv[1], encoding="utf-8") as f:
