@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import BadInput
+from .errors import EXIT_FAILED, BadInput, EdgeconvError
 from .records import keep_float_option  # noqa: F401  (kept importable here for older callers)
 
 if TYPE_CHECKING:
@@ -329,3 +329,305 @@ def search(ranked: Sequence[str], meets: Callable[[list[str]], bool], *, max_tri
         if ok:
             keep = smaller
     return SearchResult(keep, True, trials)
+
+
+# -- precision share: how much of the compute runs at the requested precision ------------------
+# A QDQ or fp16 ONNX model can come back with most of its arithmetic still in float32 (onnxruntime's
+# quantizer does not enter If/Loop/Scan bodies: "int8, pass" with 0 quantized nodes, issue #17). These
+# count, over every graph and subgraph, the compute nodes and their multiply-accumulates at each precision.
+MAC_OPS = {  # op -> (weight input, kind)
+    "Conv": (1, "conv"), "ConvTranspose": (1, "convT"), "MatMul": (1, "matmul"), "Gemm": (1, "gemm"),
+    "ConvInteger": (1, "conv"), "QLinearConv": (3, "conv"), "MatMulInteger": (1, "matmul"),
+    "QLinearMatMul": (3, "matmul"), "DynamicQuantizeMatMul": (1, "matmul"), "MatMulIntegerToFloat": (1, "matmul"),
+    "QGemm": (3, "gemm"),
+}
+# Ops that compute in integers whatever their neighbours (QOperator format, dynamic quantization).
+INTEGER_OPS = frozenset({"ConvInteger", "QLinearConv", "MatMulInteger", "QLinearMatMul", "DynamicQuantizeMatMul",
+                         "MatMulIntegerToFloat", "QGemm", "QLinearAdd", "QLinearMul", "QLinearSigmoid",
+                         "QLinearGlobalAveragePool", "QLinearConcat", "QLinearAveragePool", "QLinearLeakyRelu",
+                         "QLinearSoftmax", "QAttention", "DynamicQuantizeLSTM"})
+_NOT_COMPUTE = PLUMBING | {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "Concat", "Pad"}
+class PrecisionNotReached(EdgeconvError):
+    """The artifact does not compute at the precision asked for (exit 1, like a failed verification)."""
+
+    exit_code = EXIT_FAILED
+
+
+SHARE_MIN = 0.5  # below this share of the (not deliberately float) MACs, the precision asked for is not delivered
+_HALF = (10, 16)  # TensorProto FLOAT16, BFLOAT16
+
+
+def _tensor_info(proto: Any) -> tuple[dict[str, int], dict[str, list[int | None]]]:
+    """Element types and shapes of every named tensor, subgraphs included (shape inference on a copy)."""
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=False) if proto.ByteSize() < 2_000_000_000 else proto
+    except Exception:
+        inferred = proto
+    types: dict[str, int] = {}
+    shapes: dict[str, list[int | None]] = {}
+    for g in _all_graphs(inferred.graph):
+        for vi in (*g.input, *g.output, *g.value_info):
+            t = vi.type.tensor_type
+            if not vi.type.HasField("tensor_type"):
+                continue
+            types[vi.name] = t.elem_type
+            if t.HasField("shape"):
+                # a named or unknown axis (batch, sequence) counts as 1: MACs per sample
+                shapes[vi.name] = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1 for d in t.shape.dim]
+        for init in g.initializer:
+            types[init.name] = init.data_type
+            shapes[init.name] = list(init.dims)
+        for node in g.node:
+            if node.op_type == "Constant" and node.output:
+                value = next((a.t for a in node.attribute if a.name == "value"), None)
+                if value is not None:
+                    types[node.output[0]] = value.data_type
+                    shapes[node.output[0]] = list(value.dims)
+    return types, shapes
+
+
+def _all_graphs(graph: Any, depth: int = 0):
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == 5:  # GRAPH
+                yield from _all_graphs(attr.g, depth + 1)
+            for g in attr.graphs:
+                yield from _all_graphs(g, depth + 1)
+
+
+def _nodes_with_depth(graph: Any, depth: int = 0, owner: str = ""):
+    """(node, depth, the control-flow node that holds it) for every node, subgraphs included."""
+    for node in graph.node:
+        yield node, depth, owner
+        for attr in node.attribute:
+            subs = ([attr.g] if attr.type == 5 else []) + list(attr.graphs)
+            for g in subs:
+                yield from _nodes_with_depth(g, depth + 1, owner or f"{node.op_type} node {node.name or '<unnamed>'!r}")
+
+
+def _prod(dims: Sequence[int | None] | None) -> int | None:
+    if not dims or any(d is None for d in dims):
+        return None
+    out = 1
+    for d in dims:
+        out *= int(d)
+    return out
+
+
+def _weight_shape(name: str, producers: dict[str, Any], shapes: dict[str, Any]) -> list[int | None] | None:
+    """The shape of a weight input, through a DequantizeLinear / Cast in front of it."""
+    for _ in range(3):
+        if name in shapes and shapes[name] and all(d is not None for d in shapes[name]):
+            return shapes[name]
+        p = producers.get(name)
+        if p is None or p.op_type not in ("DequantizeLinear", "Cast", "Transpose", "Identity"):
+            break
+        name = p.input[0]
+    return shapes.get(name)
+
+
+def node_macs(node: Any, producers: dict[str, Any], shapes: dict[str, Any]) -> int:
+    """Multiply-accumulates of one Conv/ConvTranspose/MatMul/Gemm (and their integer forms) from shapes; an
+    unknown spatial size counts as 1 position (a lower bound), an unknown weight as 0."""
+    spec = MAC_OPS.get(node.op_type)
+    if spec is None or len(node.input) <= spec[0]:
+        return 0
+    w_at, kind = spec
+    w = _weight_shape(node.input[w_at], producers, shapes)
+    out = shapes.get(node.output[0]) if node.output else None
+    if kind in ("conv", "convT"):
+        per = _prod(w[1:]) if w and len(w) > 1 else None
+        if per is None:
+            return 0
+        if kind == "convT":
+            x = shapes.get(node.input[0])
+            n = _prod(x) if x else None
+            return per * (n if n else (w[0] or 1))
+        n = _prod(out) if out else None
+        return per * (n if n else (w[0] or 1))
+    # matmul / gemm: prod(output) * K
+    a = shapes.get(node.input[0] if kind == "matmul" or w_at == 1 else node.input[0])
+    k = None
+    if w and len(w) >= 2:
+        trans_b = kind == "gemm" and any(at.name == "transB" and at.i for at in node.attribute)
+        k = w[-1] if trans_b else w[-2]
+    if k is None and a:
+        k = a[-1]
+    n = _prod(out) if out else None
+    if n is None and w and len(w) >= 2:
+        n = (w[-2] if kind == "gemm" and any(at.name == "transB" and at.i for at in node.attribute) else w[-1]) or None
+    return int((n or 1) * (k or 0))
+
+
+def _at_precision(node: Any, requested: str, producers: dict[str, Any], types: dict[str, int]) -> bool:
+    if requested in ("int8", "int8-dynamic"):
+        if node.op_type in INTEGER_OPS:
+            return True
+        if node.domain not in ("", "ai.onnx"):
+            return False
+
+        def dequantized(x: str) -> bool:
+            p = producers.get(x)
+            return p is not None and p.op_type == "DequantizeLinear" and types.get(p.input[0], 2) in (2, 3, 4, 5, 17, 18, 19, 20, 21, 22)
+
+        if node.op_type in MAC_OPS:
+            w = MAC_OPS[node.op_type][0]
+            return dequantized(node.input[0]) and (len(node.input) <= w or dequantized(node.input[w]))
+        return any(dequantized(x) for x in node.input if x)
+    if requested in ("fp16", "bf16"):
+        wanted = 10 if requested == "fp16" else 16
+        floats = [types.get(x) for x in node.input if x and types.get(x) in (1, 10, 11, 16)]
+        return bool(floats) and floats[0] == wanted
+    return True
+
+
+def precision_share(proto: Any, requested: str, kept_float: Sequence[str] = ()) -> dict[str, Any]:
+    """How much of an ONNX model's compute is at ``requested`` (int8, int8-dynamic, fp16, bf16): compute nodes
+    (everything but data movement and Q/DQ) and the multiply-accumulates of Conv/ConvTranspose/MatMul/Gemm, over
+    every graph and subgraph (If/Loop/Scan bodies: a Loop body counted once). ``kept_float``: nodes kept in float on
+    purpose (keep_float, the mixed-range recipe), reported apart. ``share`` is of all MACs (of all compute nodes when
+    the model has no MAC op); ``share_not_kept`` of the MACs not kept in float on purpose, which ``share_failure``
+    gates."""
+    types, shapes = _tensor_info(proto)
+    producers = {o: n for g in _all_graphs(proto.graph) for n in g.node for o in n.output if o}
+    kept = set(kept_float)
+    count = {"nodes": {"total": 0, "at_precision": 0, "kept_float": 0, "in_subgraphs": 0, "in_subgraphs_at_precision": 0},
+             "macs": {"total": 0, "at_precision": 0, "kept_float": 0, "in_subgraphs": 0, "in_subgraphs_at_precision": 0}}
+    floats: list[tuple[int, str, str, str]] = []
+    holders: dict[str, int] = {}
+    for node, depth, owner in _nodes_with_depth(proto.graph):
+        if node.op_type in _NOT_COMPUTE and node.op_type not in INTEGER_OPS:
+            continue
+        macs = node_macs(node, producers, shapes)
+        ok = _at_precision(node, requested, producers, types)
+        for key, value in (("nodes", 1), ("macs", macs)):
+            c = count[key]
+            c["total"] += value
+            if ok:
+                c["at_precision"] += value
+            elif node.name in kept:
+                c["kept_float"] += value
+            if depth:
+                c["in_subgraphs"] += value
+                c["in_subgraphs_at_precision"] += value if ok else 0
+        if not ok and node.name not in kept:
+            floats.append((macs, node.name or f"<{node.op_type}>", node.op_type, owner))
+            if depth and macs:
+                holders[owner] = holders.get(owner, 0) + macs
+    basis = "macs" if count["macs"]["total"] else "nodes"
+    c = count[basis]
+    share = c["at_precision"] / c["total"] if c["total"] else 1.0
+    eligible = c["total"] - c["kept_float"]
+    floats.sort(key=lambda f: -f[0])
+    return {
+        "requested": requested, "basis": basis, **count,
+        "share": round(share, 4),
+        "share_not_kept": round(c["at_precision"] / eligible, 4) if eligible else 1.0,
+        "not_at_precision": [{"node": n, "op_type": op, "macs": m, **({"inside": o} if o else {})}
+                             for m, n, op, o in floats[:8]],
+        "float_subgraph_holders": dict(sorted(holders.items(), key=lambda kv: -kv[1])),
+    }
+
+
+def share_failure(share: dict[str, Any], minimum: float = SHARE_MIN) -> str | None:
+    """Why a model is not at the precision asked for (None when it is): under ``minimum`` of its MACs (not kept in
+    float on purpose) at the requested precision. The reason names where the float compute sits."""
+    if not share or share.get("requested") not in ("int8", "int8-dynamic", "fp16", "bf16"):
+        return None
+    basis = share["basis"]
+    c = share[basis]
+    if c["total"] == 0 or share["share_not_kept"] >= minimum:
+        return None
+    what = "MACs" if basis == "macs" else "compute nodes"
+    prec = "int8" if share["requested"].startswith("int8") else share["requested"]
+    text = f"{c['at_precision']:,} of {c['total']:,} {what} are {prec} ({share['share_not_kept']:.0%} of those not kept " \
+           f"in float on purpose; at least {minimum:.0%} needed)"
+    holders = share.get("float_subgraph_holders") or {}
+    if holders and c["in_subgraphs"] - c["in_subgraphs_at_precision"] >= 0.5 * (c["total"] - c["at_precision"]):
+        owner, macs = next(iter(holders.items()))
+        text += f": the network sits inside the subgraphs of {owner} ({macs:,} float {what} there)"
+    elif share.get("not_at_precision"):
+        top = share["not_at_precision"][0]
+        text += f"; the largest float node: {top['node']} ({top['op_type']})"
+    return text
+
+
+# -- outputs that concatenate ranges: the INT8 recipe ---------------------------------------------
+# A YOLO head emits Concat([boxes 0..320 px, scores 0..1]) as one output: one int8 scale for both
+# (~1.25) rounds every score to 0 or 1.25 while whole-tensor cosine stays 0.999 (issue #17). The recipe:
+# the final Concat and the data movement between it, its inputs' producers and the output stay float,
+# so each input keeps the int8 scale of its own range.
+MIXED_RANGE_RATIO = 10.0
+_MOVES = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Cast", "Expand",
+                    "Slice", "Split", "Gather", "Tile", "DepthToSpace", "SpaceToDepth"})
+
+
+def _magnitude(v: Any) -> float | None:
+    import numpy as np
+
+    if v.dtype.kind != "f" or not v.size:
+        return None
+    v = v[np.isfinite(v)]
+    return float(np.abs(v).max()) if v.size else None
+
+
+def final_concats(proto: Any) -> list[dict[str, Any]]:
+    """Concat nodes of the main graph whose output reaches a graph output through data movement only, with the
+    data-movement nodes after them (to the output) and before each input (to its arithmetic producer)."""
+    g = proto.graph
+    producers = {o: n for n in g.node for o in n.output if o}
+    out = []
+    seen: set[int] = set()
+    for o in g.output:
+        chain_out: list[Any] = []
+        node = producers.get(o.name)
+        while node is not None and node.op_type in _MOVES and node.input:
+            chain_out.append(node)
+            node = producers.get(node.input[0])
+        if node is None or node.op_type != "Concat" or id(node) in seen or len([x for x in node.input if x]) < 2:
+            continue
+        seen.add(id(node))
+        inputs = {}
+        for x in node.input:
+            chain = []
+            p = producers.get(x)
+            while p is not None and p.op_type in _MOVES and p.input:
+                chain.append(p)
+                p = producers.get(p.input[0])
+            inputs[x] = {"chain": chain, "producer": p}
+        out.append({"concat": node, "output": o.name, "after": chain_out, "inputs": inputs})
+    return out
+
+
+def mixed_range_concats(proto: Any, feeds: list[dict[str, np.ndarray]], *, ratio: float = MIXED_RANGE_RATIO,
+                        threads: int | None = None) -> list[dict[str, Any]]:
+    """The final Concats whose inputs' calibrated ranges (largest magnitude) differ by more than ``ratio``, and the
+    nodes to keep in float for each (the Concat and the data movement around it). Returns
+    ``[{"concat", "output", "ranges": {input: max |x|}, "ratio", "keep_float": [names], "unnamed": n}]``."""
+    found = final_concats(proto)
+    if not found or not feeds:
+        return []
+    names = list(dict.fromkeys(x for f in found for x in f["inputs"]))
+    inits = {i.name for i in proto.graph.initializer}
+    values = _run(_session(_with_outputs(proto, [n for n in names if n not in inits]), threads), feeds,
+                  [n for n in names if n not in inits])
+    out = []
+    for f in found:
+        mags = {}
+        for x in f["inputs"]:
+            if x in values:
+                m = _magnitude(values[x])
+                if m is not None:
+                    mags[x] = m
+        live = [m for m in mags.values() if m > 0]
+        if len(live) < 2 or max(live) / min(live) <= ratio:
+            continue
+        nodes = [f["concat"], *f["after"], *(n for i in f["inputs"].values() for n in i["chain"])]
+        out.append({"concat": f["concat"].name or "<Concat>", "output": f["output"],
+                    "ranges": {k: round(v, 6) for k, v in mags.items()}, "ratio": round(max(live) / min(live), 2),
+                    "keep_float": [n.name for n in nodes if n.name],
+                    "unnamed": sum(1 for n in nodes if not n.name)})
+    return out

@@ -6,6 +6,7 @@ Each pass is ``run(model, job) -> (model, info)``; ``info`` goes into the report
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -19,11 +20,16 @@ from edgeconv.plugin import (
     float_inputs,
     from_proto,
     import_ort_tools,
+    iter_nodes,
     keep_float_option,
+    onnx_graphs,
     ort_tool_cwd,
 )
 from edgeconv.plugin import brief as _brief
 from edgeconv.plugin import save_onnx as save
+
+# Not in edgeconv.plugin yet (asked for): the precision share, its rule, and the mixed-range recipe.
+from edgeconv.sensitivity import PrecisionNotReached, mixed_range_concats, precision_share, share_failure
 
 
 def _counts(proto) -> dict[str, Any]:
@@ -98,16 +104,22 @@ def refuse_quantized(model: Model, what: str) -> None:
 
 def to_fp16(model: Model, job: Any) -> tuple[Model, dict[str, Any]]:
     """Float16 weights and compute; inputs/outputs stay float32 unless ``fp16_io``."""
+    import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    from .onnx_subgraphs import unique_initializer_names
 
     refuse_quantized(model, "fp16")
 
     keep_io = not job.options.get("fp16_io", False)
     keep = keep_float_names(model.obj, job)
+    proto = onnx.ModelProto()
+    proto.CopyFrom(model.obj)
+    renamed = unique_initializer_names(proto)  # the converter asserts unique initializer names across subgraphs
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            half = convert_float_to_float16(model.obj, keep_io_types=keep_io, node_block_list=keep or None)
+            half = convert_float_to_float16(proto, keep_io_types=keep_io, node_block_list=keep or None)
             # The converter appends its Cast nodes at the end: sort the graph again.
             from onnxruntime.transformers.onnx_model import OnnxModel
 
@@ -115,27 +127,46 @@ def to_fp16(model: Model, job: Any) -> tuple[Model, dict[str, Any]]:
             sorter.topological_sort()
             half = sorter.model
     except Exception as exc:
-        raise ToolchainFailed(f"FP16 conversion failed: {_brief(exc)}", stage="optimize") from None
+        raise ToolchainFailed(f"FP16 conversion failed: {_cause(exc)}", stage="optimize",
+                              hint="run with --debug for the converter's traceback") from exc
     out = _result(half, model, "FP16 conversion")
-    types = Counter(i.data_type for i in half.graph.initializer)
+    share = precision_share(out.obj, "fp16", keep)
+    _check_share(share, job)
+    types = Counter(i.data_type for g in onnx_graphs(half.graph) for i in g.initializer)
     return out, {
         "before": _counts(model.obj),
         "after": _counts(half),
         "io_float32": keep_io,
         "float16_initializers": types.get(10, 0),
         **({"keep_float": keep} if keep else {}),
+        **({"subgraph_initializers_renamed": renamed} if renamed else {}),
+        "precision_share": share,
     }
 
 
-class _Reader:
-    """onnxruntime's CalibrationDataReader over a Dataset."""
+def _cause(exc: BaseException) -> str:
+    """An exception as one line; one with no message (a bare ``assert``) says where it was raised and what failed."""
+    text = _brief(exc)
+    if str(exc).strip():
+        return text
+    import traceback
 
-    def __init__(self, dataset, io, limit: int) -> None:
-        self._it = iter(dataset.feeds(io, limit=limit))
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return text
+    last = frames[-1]
+    where = f"{Path(last.filename).parent.name}/{Path(last.filename).name}:{last.lineno}"
+    return f"{type(exc).__name__} in {where}: {(last.line or '').strip()[:160]}"
+
+
+class _Reader:
+    """onnxruntime's CalibrationDataReader over a list of feeds."""
+
+    def __init__(self, feeds: list[dict[str, Any]]) -> None:
+        self._it = iter(feeds)
 
     def get_next(self):
-        item = next(self._it, None)
-        return None if item is None else item[0]
+        return next(self._it, None)
 
 
 def _prepare(model: Model, job: Any, name: str) -> Path:
@@ -148,6 +179,7 @@ def _prepare(model: Model, job: Any, name: str) -> Path:
     proto = model.obj
     if job.options.get("per_channel", True):
         proto = _opset_for_per_channel(proto, job)
+        proto = _vector_gemm_biases(proto, job)
     save(proto, raw)
     if not job.options.get("pre_process", True):
         return raw
@@ -160,6 +192,36 @@ def _prepare(model: Model, job: Any, name: str) -> Path:
         job.warn(f"quant_pre_process failed ({_brief(exc)}); quantizing without it")
         return raw
     return pre
+
+
+def _vector_gemm_biases(proto, job: Any):
+    """A copy whose Gemm biases of shape [1, N] are [N] (the same broadcast): onnxruntime's per-channel int32-bias
+    check indexes the bias once per output channel and crashes on a 2-D one ("The truth value of an array ... is
+    ambiguous"; tf2onnx and Keras exports write [1, N])."""
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in proto.graph.initializer}
+    bad = [n for n in proto.graph.node if n.op_type == "Gemm" and len(n.input) > 2 and n.input[2] in inits
+           and len(inits[n.input[2]].dims) == 2 and inits[n.input[2]].dims[0] == 1 and inits[n.input[2]].dims[1] > 1]
+    if not bad:
+        return proto
+    import onnx
+
+    out = onnx.ModelProto()
+    out.CopyFrom(proto)
+    inits = {i.name: i for i in out.graph.initializer}
+    made: dict[str, str] = {}
+    for node in out.graph.node:
+        c = node.input[2] if node.op_type == "Gemm" and len(node.input) > 2 else None
+        if c is None or c not in inits or list(inits[c].dims[:1]) != [1] or len(inits[c].dims) != 2:
+            continue
+        if c not in made:
+            made[c] = f"{c}_vector"
+            out.graph.initializer.append(numpy_helper.from_array(numpy_helper.to_array(inits[c]).reshape(-1), made[c]))
+        node.input[2] = made[c]
+    job.warn(f"{len(made)} Gemm bias(es) of shape [1, N] were given as [N] for per-channel int8 (onnxruntime's "
+             "quantizer crashes on the 2-D form)")
+    return out
 
 
 PER_CHANNEL_OPSET = 13  # DequantizeLinear's ``axis`` (per-channel scales) arrived in opset 13
@@ -204,42 +266,74 @@ def quantize_static(model: Model, job: Any) -> tuple[Model, dict[str, Any]]:
 
     Defaults: per-channel int8 weights and uint8 activations (U8S8), after quant_pre_process
     (issue #2 reports U8S8 2-3x faster than S8S8 on ResNet-18 here; not re-measured by our benchmarks).
+    On top of onnxruntime's quantizer: a final Concat of ranges that differ > 10x stays float with the data
+    movement around it (``mixed_range_float``), ``If`` branches are quantized too (``onnx_subgraphs``), and
+    the share of the MACs at int8 is measured (``precision_share``): under half is a failure, not "int8".
     """
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat
-    from onnxruntime.quantization import quantize_static as ort_quantize_static
+    import onnx
 
     refuse_quantized(model, "int8")
     calib = job.calibration()
     limit = int(job.options.get("calib_limit") or 300)
     if len(calib) == 0:
         raise BadInput("the calibration set holds no samples", file=calib.source, stage="optimize")
+    feeds = [feed for feed, _ in calib.feeds(model.io, limit=limit)]
+    model = _named(model)
+    keep = keep_float_names(model.obj, job)
+    recipe = _mixed_range_recipe(model, job, feeds)
+    floats = list(dict.fromkeys([*keep, *(n for r in recipe for n in r["keep_float"])]))
     src = _prepare(model, job, "int8")
     dst = Path(job.scratch) / "_int8.onnx"
-    method = {
-        "minmax": CalibrationMethod.MinMax,
-        "entropy": CalibrationMethod.Entropy,
-        "percentile": CalibrationMethod.Percentile,
-    }[job.options.get("calibrate_method", "minmax")]
-    keep = keep_float_names(model.obj, job)
-    excluded = list(dict.fromkeys([*(job.options.get("nodes_to_exclude") or ()), *_with_fused_activations(model.obj, keep)]))
+    excluded = list(dict.fromkeys([*(job.options.get("nodes_to_exclude") or ()), *_with_fused_activations(model.obj, floats)]))
     settings = {
         "quant_format": "QDQ",
         "per_channel": bool(job.options.get("per_channel", True)),
         "activation_type": job.options.get("activation_type", "uint8"),
         "weight_type": job.options.get("weight_type", "int8"),
         "calibrate_method": job.options.get("calibrate_method", "minmax"),
-        "calibration_samples": min(limit, len(calib)),
+        "calibration_samples": len(feeds),
         "nodes_to_exclude": excluded,
         "op_types": list(job.options.get("op_types") or ()),
         **({"keep_float": keep} if keep else {}),
     }
+
+    def run(src_path: Path, dst_path: Path, reader_feeds: list[dict[str, Any]]) -> None:
+        _ort_quantize_static(src_path, dst_path, reader_feeds, settings)
+        if floats:
+            proto = onnx.load(str(dst_path))
+            settings["float_inputs_restored"] = settings.get("float_inputs_restored", 0) + float_inputs(
+                proto, _with_fused_activations(model.obj, floats))
+            onnx.save(proto, str(dst_path))
+
+    run(src, dst, feeds)
+    proto = onnx.load(str(dst))
+    branches = _quantize_branches(onnx.load(str(src)), proto, feeds, run, job)
+    out = _result(proto, model, "onnxruntime quantization")
+    share = precision_share(out.obj, "int8", _deliberately_float(out.obj, excluded, settings["op_types"]))
+    _check_share(share, job)
+    ops = Counter(n.op_type for n in iter_nodes(out.obj.graph))
+    return out, {
+        "before": _counts(model.obj),
+        "after": _counts(out.obj),
+        "quantized_nodes": ops.get("DequantizeLinear", 0),
+        "settings": settings,
+        **({"mixed_range_float": recipe} if recipe else {}),
+        **({"if_branches": branches} if branches else {}),
+        "precision_share": share,
+    }
+
+
+def _ort_quantize_static(src: Path, dst: Path, feeds: list[dict[str, Any]], settings: dict[str, Any]) -> None:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat
+    from onnxruntime.quantization import quantize_static as ort_quantize_static
+
+    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+              "percentile": CalibrationMethod.Percentile}[settings["calibrate_method"]]
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _quiet_root_logger():
             warnings.simplefilter("ignore")
             ort_quantize_static(
-                str(src),
-                str(dst),
-                _Reader(calib, model.io, limit),
+                str(src), str(dst), _Reader(feeds),
                 quant_format=QuantFormat.QDQ,
                 per_channel=settings["per_channel"],
                 activation_type=_qtype(settings["activation_type"]),
@@ -252,21 +346,110 @@ def quantize_static(model: Model, job: Any) -> tuple[Model, dict[str, Any]]:
     except BadInput:
         raise
     except Exception as exc:
-        raise ToolchainFailed(f"onnxruntime quantize_static failed: {_brief(exc)}", stage="optimize") from None
-    if keep:
-        import onnx
+        raise _quantizer_error("quantize_static", exc, settings["per_channel"]) from exc
 
-        proto = onnx.load(str(dst))
-        settings["float_inputs_restored"] = float_inputs(proto, _with_fused_activations(model.obj, keep))
-        onnx.save(proto, str(dst))
-    out = _load_quantized(dst, model)
-    ops = Counter(n.op_type for n in out.obj.graph.node)
-    return out, {
-        "before": _counts(model.obj),
-        "after": _counts(out.obj),
-        "quantized_nodes": ops.get("DequantizeLinear", 0),
-        "settings": settings,
-    }
+
+@contextlib.contextmanager
+def _quiet_root_logger():
+    """onnxruntime's quantizer logs its advice ("Please consider to run pre-processing ...") on the root logger,
+    i.e. on the user's stderr; a branch quantized on its own gets it every time."""
+    import logging
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def _quantizer_error(what: str, exc: BaseException, per_channel: bool) -> ToolchainFailed:
+    """onnxruntime's quantizer crashing inside: the cause and the remedy when known (the traceback stays chained
+    to the error, for --debug)."""
+    text = _brief(exc)
+    if per_channel and "truth value of an array" in text:
+        return ToolchainFailed(
+            f"onnxruntime {what} crashed on a per-channel weight ({text}): its int32-bias check indexes the bias "
+            "once per output channel and breaks on a bias that is not one value per channel",
+            stage="optimize",
+            hint="-O per_channel=false quantizes the weights per tensor, which avoids it (--precision auto falls "
+                 "back to other candidates by itself)")
+    return ToolchainFailed(f"onnxruntime {what} failed: {text}", stage="optimize",
+                           hint="run with --debug for the quantizer's traceback")
+
+
+def _named(model: Model) -> Model:
+    """Give the main graph's unnamed nodes a name (op type + index): nodes_to_exclude works by name."""
+    proto = model.obj
+    if all(n.name for n in proto.graph.node):
+        return model
+    from dataclasses import replace
+
+    import onnx
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(proto)
+    used = {n.name for n in iter_nodes(copy.graph) if n.name}
+    for i, node in enumerate(copy.graph.node):
+        if not node.name:
+            name, k = f"{node.op_type}_{i}", 1
+            while name in used:
+                name, k = f"{node.op_type}_{i}_{k}", k + 1
+            node.name = name
+            used.add(name)
+    return replace(model, obj=copy)
+
+
+MIXED_RANGE_SAMPLES = 32  # calibration samples that measure the ranges of a final Concat's inputs
+
+
+def _mixed_range_recipe(model: Model, job: Any, feeds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The final Concats whose inputs' ranges differ > 10x: kept in float (``-O mixed_range_float=false``: not)."""
+    if not job.options.get("mixed_range_float", True):
+        return []
+    found = mixed_range_concats(model.obj, feeds[:MIXED_RANGE_SAMPLES])
+    for r in found:
+        ranges = ", ".join(f"{k} up to {v:.3g}" for k, v in r["ranges"].items())
+        job.warn(f"output {r['output']!r} concatenates ranges {r['ratio']:.0f}x apart ({ranges}): its Concat "
+                 f"{r['concat']!r} and the data movement around it stay float, so that each part keeps its own int8 "
+                 "scale (-O mixed_range_float=false quantizes it with one scale)")
+    return found
+
+
+def _quantize_branches(float_proto, proto, feeds, run, job: Any) -> list[dict[str, Any]]:
+    """onnxruntime's quantizer leaves If branches float: quantize each one (``onnx_subgraphs``)."""
+    from .onnx_subgraphs import quantize_if_branches
+
+    try:
+        done = quantize_if_branches(float_proto, proto, feeds, run, Path(job.scratch))
+    except ToolchainFailed:
+        raise
+    except Exception as exc:
+        job.warn(f"quantizing the If branches failed ({_brief(exc)}): they stay float")
+        return [{"error": _brief(exc)}]
+    if done:
+        job.status(f"quantized {len(done)} If branch(es)")
+    return done
+
+
+def _deliberately_float(proto, names: list[str], op_types: list[str]) -> list[str]:
+    """Nodes left float on request: by name (keep_float, nodes_to_exclude, the recipe), or by an ``op_types`` list
+    that does not name their op."""
+    out = list(names)
+    if op_types:
+        out += [n.name for n in iter_nodes(proto.graph) if n.name and n.op_type not in op_types]
+    return out
+
+
+def _check_share(share: dict[str, Any], job: Any) -> None:
+    """Hand the share to the exporter (the artifact's details) and fail a model that is not at the precision."""
+    if isinstance(getattr(job, "state", None), dict):
+        job.state["onnx.precision_share"] = share  # ort_target.PRECISION_SHARE
+    why = share_failure(share)
+    if why:
+        raise PrecisionNotReached(why, stage="optimize", hint="the model computes mostly in float: convert it at fp32 "
+                                  "or fp16, or move the network out of the control-flow subgraph")
 
 
 def quantize_dynamic(model: Model, job: Any) -> tuple[Model, dict[str, Any]]:
@@ -294,9 +477,13 @@ def quantize_dynamic(model: Model, job: Any) -> tuple[Model, dict[str, Any]]:
                 op_types_to_quantize=settings["op_types"] or None,
             )
     except Exception as exc:
-        raise ToolchainFailed(f"onnxruntime quantize_dynamic failed: {_brief(exc)}", stage="optimize") from None
+        raise _quantizer_error("quantize_dynamic", exc, settings["per_channel"]) from exc
     out = _load_quantized(dst, model)
-    return out, {"before": _counts(model.obj), "after": _counts(out.obj), "settings": settings}
+    share = precision_share(out.obj, "int8-dynamic", _deliberately_float(out.obj, settings["nodes_to_exclude"],
+                                                                        settings["op_types"]))
+    _check_share(share, job)
+    return out, {"before": _counts(model.obj), "after": _counts(out.obj), "settings": settings,
+                 "precision_share": share}
 
 
 # -- keep_float: nodes that stay in float in an INT8 model (edgeconv.sensitivity finds them) ---------

@@ -9,6 +9,8 @@ from typing import Any
 from edgeconv.plugin import Model, Unsupported, iter_nodes
 from edgeconv.plugin import save_onnx as save
 
+PRECISION_SHARE = "onnx.precision_share"  # job.state key the ONNX precision passes fill (onnx_passes)
+
 
 def export(model: Model, job: Any):
     """Write the optimised/quantized ONNX model: the artifact is the model itself."""
@@ -26,7 +28,14 @@ def export(model: Model, job: Any):
         files=files,
         tools={"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__},
         runner_options={"graph_optimization": job.options.get("graph_optimization", "all")},
+        details=_details(job),
     )
+
+
+def _details(job: Any) -> dict[str, Any]:
+    """What the artifact computes at which precision: the share its precision pass measured (``onnx_passes``)."""
+    share = (getattr(job, "state", None) or {}).get(PRECISION_SHARE)
+    return {"precision_share": share} if share else {}
 
 
 # Ops onnxruntime resolves while loading the graph, without a kernel (folded into initializers).
