@@ -67,6 +67,12 @@ class LocalBackend:
     def describe(self) -> dict[str, Any]:
         return {"backend": "local", "workers": self.workers}
 
+    def prepare(self, cells: list[Cell]) -> None:
+        """Nothing to check: a cell whose target is missing here says so in its own record (exit 3)."""
+
+    def close(self) -> None:
+        pass
+
     def run(self, cells: list[Cell], out: Path, events: Callable[[dict[str, Any]], None]) -> Iterator[dict[str, Any]]:
         scratch = Path(tempfile.mkdtemp(prefix="edgeconv-matrix-"))
         try:

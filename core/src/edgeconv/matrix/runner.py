@@ -35,6 +35,12 @@ class Backend(Protocol):
 
     def describe(self) -> dict[str, Any]: ...
 
+    def prepare(self, cells: list[Cell]) -> None:
+        """Before anything is written: connect, and fail fast when these cells cannot be served."""
+        ...
+
+    def close(self) -> None: ...
+
     def run(self, cells: list[Cell], out: Path, events: Callable[[dict[str, Any]], None]) -> Iterator[dict[str, Any]]:
         """Yield one record per cell, in any order, as they finish; call ``events`` with progress events."""
         ...
@@ -103,42 +109,60 @@ def run_matrix(spec: Spec | str | Path, out: str | Path, *, backend: Backend | N
     check_out(out)
     plan = plan_cells(spec)
     progress = progress or Progress(live=False)
-    with locked(out):
-        results = ResultsFile(out / "results.jsonl")
-        previous = results.read() if resume else {}
-        kept = [previous[c.key] for c in plan.cells if c.key in previous and keep(previous[c.key], out, rerun_failed)]
-        kept_keys = {r["key"] for r in kept}
-        todo = [c for c in plan.cells if c.key not in kept_keys]
-        results.begin(kept)
-        records = {r["key"]: r for r in kept}
-        progress.begin([c.id for c in plan.cells], {r["id"]: r for r in kept}, backend.name)
-        index = _Index(spec, plan, out, backend)
-        try:
-            index.write(records)
-            wanted = {c.key: c for c in todo}
-            for rec in backend.run(todo, out, _events(progress)):
-                if rec["key"] not in wanted or not results.append(rec):
-                    continue  # not ours, or already written: a record is never written twice
-                _settle(rec, out, wanted[rec["key"]])
-                records[rec["key"]] = rec
-                progress.finished(rec)
-                if on_record:
-                    on_record(rec)
+    results = ResultsFile(out / "results.jsonl")
+    try:
+        backend.prepare(_todo(plan, results.read() if resume else {}, out, rerun_failed)[1])  # nothing written yet
+        with locked(out):
+            previous = results.read() if resume else {}
+            kept, todo = _todo(plan, previous, out, rerun_failed)
+            results.begin(kept)
+            records = {r["key"]: r for r in kept}
+            progress.begin([c.id for c in plan.cells], {r["id"]: r for r in kept}, backend.name)
+            index = _Index(spec, plan, out, backend)
+            try:
                 index.write(records)
-            for cell in todo:  # the backend ended without a record for it: say so, never drop it
-                if cell.key not in records:
-                    rec = record(cell, status="lost", exit_code=EXIT_TOOLCHAIN, placement=here(backend=backend.name),
-                                 error="the backend finished without a result for this cell")
-                    results.append(rec)
-                    records[cell.key] = rec
-                    progress.finished(rec)
-        finally:
-            results.close()
-            index.write(records)
-            progress.stop()
+                _collect(backend, todo, out, results, records, progress, on_record, index)
+            finally:
+                results.close()
+                index.write(records)
+                progress.stop()
+    finally:
+        backend.close()
     ordered = [records[c.key] for c in plan.cells if c.key in records]
     worst = max((r.get("exit_code") or 0 for r in ordered), default=0)
     return Outcome(out=out, records=ordered, exit_code=worst, ran=len(todo), kept=len(kept), skipped=plan.skipped)
+
+
+def _todo(plan: Plan, previous: dict[str, dict[str, Any]], out: Path,
+          rerun_failed: bool) -> tuple[list[dict[str, Any]], list[Cell]]:
+    """(records kept from the previous run, cells to run)."""
+    kept = [previous[c.key] for c in plan.cells if c.key in previous and keep(previous[c.key], out, rerun_failed)]
+    kept_keys = {r["key"] for r in kept}
+    return kept, [c for c in plan.cells if c.key not in kept_keys]
+
+
+def _collect(backend: Backend, todo: list[Cell], out: Path, results: ResultsFile, records: dict[str, Any],
+             progress: Progress, on_record: Callable[[dict[str, Any]], None] | None, index: _Index) -> None:
+    """Write each record the backend yields (once per key); a cell the backend did not answer for is ``lost``."""
+    wanted = {c.key: c for c in todo}
+    for rec in backend.run(todo, out, _events(progress)):
+        if rec["key"] not in wanted or not results.append(rec):
+            continue  # not ours, or already written: a record is never written twice
+        _settle(rec, out, wanted[rec["key"]])
+        records[rec["key"]] = rec
+        progress.finished(rec)
+        if on_record:
+            on_record(rec)
+        index.write(records)
+    for cell in todo:  # the backend ended without a record for it: say so, never drop it
+        if cell.key not in records:
+            rec = record(cell, status="lost", exit_code=EXIT_TOOLCHAIN, placement=here(backend=backend.name),
+                         error="the backend finished without a result for this cell")
+            results.append(rec)
+            records[cell.key] = rec
+            progress.finished(rec)
+            if on_record:
+                on_record(rec)
 
 
 def _settle(rec: dict[str, Any], out: Path, cell: Cell) -> None:

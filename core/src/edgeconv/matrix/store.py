@@ -212,8 +212,8 @@ class StoreService:
     """The actor behind a head-node store: blobs, results, and each run's progress events (which node started
     which cell: the live table and a record's ``attempts``)."""
 
-    def __init__(self, root: str) -> None:
-        self.store = FolderStore(root)
+    def __init__(self, root: str | None = None) -> None:
+        self.store = FolderStore(root or default_root())
         self.events: dict[str, list[dict[str, Any]]] = {}
 
     def where(self) -> str:
