@@ -122,11 +122,29 @@ class LoopServer:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.kill()
+        for pid in self.board_processes():  # a failed test may leave an agent running: end it
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
 
-    def session_log(self) -> list[dict[str, Any]]:
+    def board_processes(self) -> list[int]:
+        """Processes of this board still alive: their working folder is the board's home (the agent's chdir)."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    if os.readlink(entry / "cwd") == str(self.home) and agent_alive(int(entry.name)):
+                        found.append(int(entry.name))
+        return found
+
+    def session_log(self, event: str = "end") -> list[dict[str, Any]]:
+        """The sessions the server ran (``start`` events, or ``end`` ones with the byte counts), in order."""
         if not self.sessions.is_file():
             return []
-        return [json.loads(line) for line in self.sessions.read_text().splitlines() if line.strip()]
+        lines = [json.loads(line) for line in self.sessions.read_text().splitlines() if line.strip()]
+        return sorted((e for e in lines if e["event"] == event), key=lambda e: e["session"])
+
+    def ended(self, session: int) -> dict[str, Any] | None:
+        return next((e for e in self.session_log() if e["session"] == session), None)
 
     @property
     def cache(self) -> Path:
@@ -134,22 +152,28 @@ class LoopServer:
 
 
 class LoopBoard:
-    """A loopback server registered as board ``name`` in an inventory under ``config`` (sets EDGECONV_BOARDS)."""
+    """Register ``server`` as board ``name`` in the inventory EDGECONV_BOARDS names (the caller sets it), and trust
+    its host key in edgeconv's known_hosts beside it."""
 
-    def __init__(self, server: LoopServer, config: Path, name: str = "loop", **fields: Any) -> None:
+    def __init__(self, server: LoopServer, name: str = "loop", *, trust: bool = True, **fields: Any) -> None:
         from edgeconv.places import inventory as inv
 
         self.server, self.name = server, name
-        self.inventory = config / "boards.toml"
-        os.environ["EDGECONV_BOARDS"] = str(self.inventory)
         entries = inv.raw_entries()
         entries[name] = {"url": f"ssh://board@127.0.0.1:{server.port}", "kind": "generic",
                          "python": str(server.board_py), "key": str(server.client_key_path), "timeout": 20.0,
                          **fields}
         inv.write_inventory(entries)
-        self.known_hosts = config / "known_hosts"
-        with open(self.known_hosts, "a") as f:
-            f.write(known_hosts_line(server.port, server.host_key))
+        if trust:
+            with open(inv.known_hosts_path(), "a") as f:
+                f.write(known_hosts_line(server.port, server.host_key))
+        self.board = inv.get_board(name)
+
+    @property
+    def cache(self) -> Path:
+        """The board's cache folder on the (loopback) board."""
+        home = str(self.server.home)
+        return Path(self.board.cache.replace("~", home, 1))
 
 
 def agent_alive(pid: int) -> bool:
@@ -196,8 +220,14 @@ async def _serve(args: argparse.Namespace) -> None:
 
     env = {"PATH": f"{args.path}:/usr/local/bin:/usr/bin:/bin", "HOME": args.home, "LANG": "C.UTF-8"}
 
+    started = [0]
+
     async def handle(process: asyncssh.SSHServerProcess) -> None:
         command = process.command
+        started[0] += 1
+        session = started[0]
+        with open(args.sessions, "a") as f:
+            f.write(json.dumps({"event": "start", "session": session, "command": command}) + "\n")
         if command is None:  # a login shell: not offered
             process.exit(1)
             return
@@ -215,8 +245,8 @@ async def _serve(args: argparse.Namespace) -> None:
             with contextlib.suppress(Exception):
                 child.stdin.close()
         with open(args.sessions, "a") as f:
-            f.write(json.dumps({"command": command, "bytes_in": counts["in"], "bytes_out": counts["out"],
-                                "exit": code, "pid": child.pid}) + "\n")
+            f.write(json.dumps({"event": "end", "session": session, "command": command, "bytes_in": counts["in"],
+                                "bytes_out": counts["out"], "exit": code, "pid": child.pid}) + "\n")
         with contextlib.suppress(Exception):
             process.exit(code)
 

@@ -206,6 +206,7 @@ class Agent:
         self.baseline = None
         self.write_lock = threading.Lock()
         self.cleaned = False
+        self.cleanup_lock = threading.RLock()
 
     # I/O
     def reply(self, header, payload=b""):
@@ -484,16 +485,19 @@ class Agent:
                 pass
 
     def cleanup(self):
-        if self.cleaned:
-            return
-        self.cleaned = True
-        if self.run_dir:
-            shutil.rmtree(self.run_dir, ignore_errors=True)
-        if self.cache:
-            try:
-                os.unlink(os.path.join(self.cache, "blobs", ".part-%d" % os.getpid()))
-            except OSError:
-                pass
+        """Remove this run's scratch. Both threads (and a signal) may get here: the second waits for the first,
+        so that no ``os._exit`` cuts a removal short."""
+        with self.cleanup_lock:
+            if self.cleaned:
+                return
+            if self.run_dir:
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+            if self.cache:
+                try:
+                    os.unlink(os.path.join(self.cache, "blobs", ".part-%d" % os.getpid()))
+                except OSError:
+                    pass
+            self.cleaned = True
 
 
 BOOTSTRAP = ('import sys;sys.path=[p for p in sys.path if p];import zlib;i=sys.stdin.buffer;n=int(i.readline());'
