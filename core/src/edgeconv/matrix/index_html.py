@@ -8,6 +8,7 @@ built here (never taken from a record). No JavaScript, no external resource.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import html
 import os
@@ -143,6 +144,11 @@ def _column(rec: dict[str, Any]) -> str:
 def write(path: Path, text: str) -> None:
     """Atomically: a reader never sees half a page."""
     fd, tmp = tempfile.mkstemp(prefix=".index-", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -44,7 +44,7 @@ class Progress:
         elif kept:
             self._say(f"{len(kept)} of {self.total} cell(s) unchanged since the last run: kept")
 
-    def started(self, cell_id: str, where: str) -> None:
+    def started(self, cell_id: str, where: str, event: dict[str, Any] | None = None) -> None:
         row = self.rows.setdefault(cell_id, {})
         row.update(state="running", where=where, since=time.monotonic())
         self._refresh()

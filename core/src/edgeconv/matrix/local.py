@@ -32,9 +32,15 @@ DIED = ("the worker process running this cell died (killed, out of memory, or a 
         "it was run again alone and died again")
 
 
-def _init_worker() -> None:
+_started: Any = None  # in a worker: the queue its "started" events go to
+
+
+def _init_worker(started: Any) -> None:
     """In each worker: one Ctrl-C interrupts the running cell (its conversion cleans up); more are ignored, so
-    the clean-up itself is never interrupted."""
+    the clean-up itself is never interrupted. ``started``: the queue for progress events."""
+    global _started
+    _started = started
+
     def once(signum: int, frame: Any) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         raise KeyboardInterrupt
@@ -43,6 +49,8 @@ def _init_worker() -> None:
 
 
 def _work(cell: Cell, output: str) -> dict[str, Any]:
+    if _started is not None:
+        _started.put({"event": "started", "key": cell.key, "id": cell.id, **here(backend="local")})
     return run_cell(cell, output, placement={"backend": "local"})
 
 
@@ -76,29 +84,33 @@ class LocalBackend:
     def run(self, cells: list[Cell], out: Path, events: Callable[[dict[str, Any]], None]) -> Iterator[dict[str, Any]]:
         scratch = Path(tempfile.mkdtemp(prefix="edgeconv-matrix-"))
         try:
-            suspects = yield from self._pool(cells, out, self.workers, scratch)
+            suspects = yield from self._pool(cells, out, self.workers, scratch, events)
             for cell in suspects:  # alone, each in a fresh pool: only a cell that kills its worker again fails
-                again = yield from self._pool([cell], out, 1, scratch)
+                again = yield from self._pool([cell], out, 1, scratch, events)
                 for c in again:
                     yield record(c, status="error", exit_code=EXIT_TOOLCHAIN, error=DIED,
                                  placement=here(backend="local"))
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
-    def _pool(self, cells: list[Cell], out: Path, workers: int, scratch: Path):
+    def _pool(self, cells: list[Cell], out: Path, workers: int, scratch: Path,
+              events: Callable[[dict[str, Any]], None]):
         """Run ``cells`` in one pool; yield their records; return the cells in flight when a worker died."""
         import multiprocessing
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
         if not cells:
             return []
-        pool = ProcessPoolExecutor(max_workers=min(workers, len(cells)), mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker)
+        ctx = multiprocessing.get_context("spawn")
+        started = ctx.SimpleQueue()
+        pool = ProcessPoolExecutor(max_workers=min(workers, len(cells)), mp_context=ctx, initializer=_init_worker,
+                                   initargs=(started,))
         try:
             with _cwd(scratch):  # every worker is spawned by these submits
                 futures = {pool.submit(_work, cell, str(out / cell.folder)): cell for cell in cells}
             pending = set(futures)
             while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                _drain(started, events)
                 broken = [f for f in done if _broken(f)]
                 for fut in done:
                     if fut not in broken:
@@ -117,6 +129,12 @@ class LocalBackend:
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _drain(queue: Any, events: Callable[[dict[str, Any]], None]) -> None:
+    while not queue.empty():
+        ev = queue.get()
+        events({**ev, "where": f"{ev.get('host')} pid {ev.get('pid')}"})
 
 
 def _broken(fut: Any) -> bool:

@@ -145,15 +145,19 @@ def _collect(backend: Backend, todo: list[Cell], out: Path, results: ResultsFile
              progress: Progress, on_record: Callable[[dict[str, Any]], None] | None, index: _Index) -> None:
     """Write each record the backend yields (once per key); a cell the backend did not answer for is ``lost``."""
     wanted = {c.key: c for c in todo}
-    for rec in backend.run(todo, out, _events(progress)):
-        if rec["key"] not in wanted or not results.append(rec):
-            continue  # not ours, or already written: a record is never written twice
-        _settle(rec, out, wanted[rec["key"]])
-        records[rec["key"]] = rec
-        progress.finished(rec)
-        if on_record:
-            on_record(rec)
-        index.write(records)
+    stream = backend.run(todo, out, _events(progress))
+    try:
+        for rec in stream:
+            if rec["key"] not in wanted or not results.append(rec):
+                continue  # not ours, or already written: a record is never written twice
+            _settle(rec, out, wanted[rec["key"]])
+            records[rec["key"]] = rec
+            progress.finished(rec)
+            if on_record:
+                on_record(rec)
+            index.write(records)
+    finally:
+        stream.close()  # Ctrl-C here: the backend cancels and shuts down now, not when collected
     for cell in todo:  # the backend ended without a record for it: say so, never drop it
         if cell.key not in records:
             rec = record(cell, status="lost", exit_code=EXIT_TOOLCHAIN, placement=here(backend=backend.name),
@@ -174,7 +178,7 @@ def _settle(rec: dict[str, Any], out: Path, cell: Cell) -> None:
 def _events(progress: Progress) -> Callable[[dict[str, Any]], None]:
     def on(event: dict[str, Any]) -> None:
         if event.get("event") == "started":
-            progress.started(event["id"], event.get("where", ""))
+            progress.started(event["id"], event.get("where", ""), event)
 
     return on
 
