@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgeconv.data import Dataset, Preprocess, load_dataset, random_dataset
+from edgeconv.data import (
+    Dataset,
+    Preprocess,
+    check_class_labels,
+    load_dataset,
+    random_dataset,
+    verification_from_calibration,
+)
 from edgeconv.errors import BadInput
 from edgeconv.model import IOContract, TensorSpec
 
@@ -485,3 +492,102 @@ def test_missing_path(tmp_path: Path) -> None:
 
 def test_dataset_len_of_no_arrays() -> None:
     assert len(Dataset({}, "arrays", None, "")) == 0
+
+
+# -- class labels (the classification accuracy) -------------------------------------------------------------------
+@pytest.mark.parametrize(("labels", "words"), [
+    (np.zeros((4, 10)), "not one class index per sample"),  # one-hot rows
+    (np.zeros((4, 3, 5)), "not one class index per sample"),  # boxes
+    (np.array([0.0, 1.5, 2.0, 3.0]), "non-integral values (e.g. 1.5)"),
+    (np.array([0, -1, 2, 3]), "negative class index"),
+])
+def test_class_labels_refused(tmp_path: Path, labels: np.ndarray, words: str) -> None:
+    f = tmp_path / "d.npz"
+    np.savez(f, input=samples(4), labels=labels)
+    ds = load_dataset(f, IMG)  # the loader checks numbers; what they mean is the metric's business
+    with pytest.raises(BadInput) as e:
+        check_class_labels(ds.labels, "--data", str(f))
+    bad(e, f, "--data", words)
+
+
+def test_class_labels_accepted() -> None:
+    assert check_class_labels(np.array([[1], [2]]), "--data", None).tolist() == [1, 2]
+    got = check_class_labels(np.array([1.0, 2.0]), "--data", None)
+    assert got.dtype == np.int64 and got.tolist() == [1, 2]
+
+
+# -- sequences (--state) --------------------------------------------------------------------------------------------
+STREAM = IOContract(inputs=(TensorSpec("input", (1, 16), "float32"), TensorSpec("state", (1, 32), "float32")),
+                    outputs=(TensorSpec("output", (1, 8), "float32"), TensorSpec("stateN", (1, 32), "float32")))
+
+
+def test_sequences_with_and_without_batch_axis_and_initial_states() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 5, 16)).astype(np.float32)  # 3 sequences x 5 steps, no batch axis
+    ds = load_dataset({"input": x}, STREAM, states=("state",))
+    assert (len(ds), ds.steps, ds.states) == (3, 5, ("state",))
+    assert ds.describe()["sequences"] == 3 and ds.describe()["steps"] == 5
+    seqs = list(ds.sequences(STREAM))
+    assert len(seqs) == 3 and seqs[0][0] == {"state": None} and len(seqs[0][1]) == 5
+    assert seqs[1][1][2]["input"].shape == (1, 16) and np.array_equal(seqs[1][1][2]["input"][0], x[1, 2])
+    full = load_dataset({"input": x[:, :, None], "state": np.ones((3, 1, 32), np.float32)}, STREAM, states=("state",))
+    init, steps = next(full.sequences(STREAM, limit=1))
+    assert init["state"].shape == (1, 32) and steps[0]["input"].shape == (1, 16)
+    assert len(list(full.sequences(STREAM, limit=2))) == 2
+    rnd = load_dataset(None, STREAM, states=("state",), random_samples=4)
+    assert (len(rnd), rnd.steps, rnd.meaningful) == (4, 8, False)
+
+
+def test_bad_sequences(tmp_path: Path) -> None:
+    f = tmp_path / "s.npz"
+    np.savez(f, input=np.zeros((3, 16), np.float32))  # no time axis
+    with pytest.raises(BadInput) as e:
+        load_dataset(f, STREAM, states=("state",))
+    bad(e, f, "N sequences of T steps")
+    np.savez(f, input=np.zeros((3, 5, 16), np.float32), state=np.zeros((2, 32), np.float32))
+    with pytest.raises(BadInput) as e:
+        load_dataset(f, STREAM, states=("state",))
+    bad(e, f, "differ in number")
+    dyn = IOContract(inputs=(STREAM.inputs[0], TensorSpec("state", (1, "h"), "float32")), outputs=STREAM.outputs)
+    with pytest.raises(BadInput) as e:
+        load_dataset({"input": np.zeros((2, 3, 16), np.float32)}, dyn, states=("state",))
+    assert "state input 'state' [1,h] has dynamic axes" in e.value.one_line()
+    assert "--input-shape" in e.value.one_line()
+
+
+def test_a_dynamic_state_without_data_names_state_and_input_shape() -> None:
+    dyn = IOContract(inputs=(STREAM.inputs[0], TensorSpec("state", (1, "h"), "float32")),
+                     outputs=(STREAM.outputs[0], TensorSpec("stateN", (1, "h"), "float32")))
+    with pytest.raises(BadInput) as e:
+        random_dataset(dyn, 4)
+    line = e.value.one_line()
+    assert "--input-shape state:1,?" in line and "--state state:stateN" in line
+
+
+# -- verification inputs from the calibration set -----------------------------------------------------------------
+def test_held_out_calibration_samples(tmp_path: Path) -> None:
+    f = tmp_path / "c.npz"
+    x = samples(40)
+    np.savez(f, input=x)
+    used = load_dataset(f, IMG, what="--calib", limit=20)  # what a target with calib_limit=20 calibrated on
+    held = verification_from_calibration(used, IMG, 64)
+    assert held.kind == "calibration-held-out" and len(held) == 20 and held.meaningful
+    assert np.array_equal(held.arrays["input"], x[20:])
+    assert "did not use" in held.describe()["note"]
+    fresh = verification_from_calibration(str(f), IMG, 8)  # never calibrated on: every sample is held out
+    assert fresh.kind == "calibration-held-out" and len(fresh) == 8
+
+
+def test_drawn_from_calibration_statistics(tmp_path: Path) -> None:
+    f = tmp_path / "c.npz"
+    x = np.random.default_rng(0).uniform(0.2, 0.8, (30, 3, H, W)).astype(np.float32)
+    np.savez(f, input=x)
+    used = load_dataset(f, IMG, what="--calib")
+    drawn = verification_from_calibration(used, IMG, 16, seed=3)
+    assert drawn.kind == "calibration-drawn" and len(drawn) == 16 and drawn.meaningful
+    d = drawn.arrays["input"]
+    assert d.dtype == np.float32 and d.min() >= x.min() and d.max() <= x.max()
+    assert not any(np.array_equal(d[0], s) for s in x)  # not copies of the calibration samples
+    assert "drawn from the 30 calibration samples" in drawn.describe()["note"]
+    assert verification_from_calibration("random", IMG, 8) is None
+    assert verification_from_calibration(random_dataset(IMG, 8), IMG, 8) is None

@@ -255,17 +255,19 @@ def detection(refs: dict[str, Any], outs: dict[str, Any], *, io: Any, labels: An
     return res
 
 
-def anchor_grid(n: int, hw: tuple[int, int]) -> list[int] | None:
-    """The strides whose grids over an H×W input hold ``n`` anchors in all (YOLO heads concatenate them)."""
+def anchor_grid(n: int, hw: tuple[int, int]) -> tuple[list[int], int] | None:
+    """The strides whose grids over an H×W input hold ``n`` anchors in all (YOLO heads concatenate them), and the
+    anchors per cell (1: v8 and later; 3: v5)."""
     import itertools
     import math
 
     h, w = hw
     cells = {s: math.ceil(h / s) * math.ceil(w / s) for s in STRIDES}
-    for k in range(1, len(STRIDES) + 1):
-        for combo in itertools.combinations(STRIDES, k):
-            if sum(cells[s] for s in combo) == n:
-                return list(combo)
+    for per_cell in (1, 3):
+        for k in range(1, len(STRIDES) + 1):
+            for combo in itertools.combinations(STRIDES, k):
+                if per_cell * sum(cells[s] for s in combo) == n:
+                    return list(combo), per_cell
     return None
 
 
@@ -278,10 +280,11 @@ def suggest_detection(io: Any) -> str | None:
         if len(dims) != 3 or not all(isinstance(d, int) for d in dims[1:]):
             continue
         for n, k, layout in ((dims[2], dims[1], "[1, 4+C, N]"), (dims[1], dims[2], "[1, N, 5+C]")):
-            strides = anchor_grid(n, hw) if k >= 5 else None
-            if strides:
+            grid = anchor_grid(n, hw) if k >= 5 else None
+            if grid:
+                per = f", {grid[1]} per cell" if grid[1] > 1 else ""
                 return (f"output {spec.name!r} is {list(dims)}: {k} values for each of {n} anchors (grids at stride "
-                        f"{'/'.join(map(str, strides))} over the {hw[0]}×{hw[1]} input): a YOLO head {layout}")
+                        f"{'/'.join(map(str, grid[0]))} over the {hw[0]}×{hw[1]} input{per}): a YOLO head {layout}")
     return None
 
 
@@ -390,7 +393,7 @@ def segmentation(refs: dict[str, Any], outs: dict[str, Any], *, io: Any, labels:
                  ) -> dict[str, Any]:
     name = _pick(refs, options, lambda x: x.ndim == 4 or (x.ndim == 3 and x.dtype.kind in "iub"),
                  "masks [N, C, H, W]")
-    spec = next((o for o in io.outputs if o.name == name), None)
+    spec = next((o for o in (io.outputs if io is not None else ()) if o.name == name), None)
     layout = getattr(spec, "layout", None)
     cut = float(options.get("threshold") or 0.5)
     src, art = _masks(refs[name], layout, cut), _masks(outs[name], layout, cut)
