@@ -26,7 +26,6 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 import boards_testutil as bt  # noqa: E402
-
 import edgeconv  # noqa: E402
 from edgeconv.api import verify  # noqa: E402  (edgeconv.verify is shadowed by the edgeconv.verify package once imported)
 from edgeconv.demo import sample_files  # noqa: E402
@@ -426,3 +425,56 @@ def test_ctrl_c_ends_the_board_process_and_removes_its_scratch(server, loop, dig
     assert proc.returncode != 0 and b"KeyboardInterrupt" in proc.stderr.read()
     # the hour-long timing loop did not run on: the agent saw the channel close, cleaned up and ended
     assert bt.wait_for(lambda: not bt.agent_alive(agent_pid) and not _run_dirs(loop.cache), 60)
+
+
+# -- ResNet-18 -----------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def resnet18(tmp_path_factory):
+    import torch
+
+    from edgeconv.testing import refnets
+
+    d = tmp_path_factory.mktemp("resnet18")
+    model, x = refnets.build("resnet18")
+    torch.onnx.export(model, (x,), str(d / "resnet18.onnx"), dynamo=False, opset_version=17, input_names=["input"],
+                      output_names=["output"])
+    np.savez(d / "data.npz", input=np.random.default_rng(0).standard_normal((4, 3, 224, 224), dtype=np.float32))
+    return d
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target, runtime", [("onnxruntime", "onnxruntime 1.32.0"), ("tflite", "ai_edge_litert 2.3.0")])
+def test_resnet18_converted_and_verified_on_the_board(loop, resnet18, board_py, target, runtime):
+    r = edgeconv.convert(resnet18 / "resnet18.onnx", target, data=resnet18 / "data.npz", output=resnet18 / target,
+                         place="loop", runs=5, memory=False)
+    assert r.exit_code == 0, r.report["verdict"]
+    art = r.report["runtime"]["artifact"]
+    _ran_on_board(art, board_py)
+    assert art["runtime"].startswith(runtime)
+    f = r.report["fidelity"][0]
+    assert f["shape"] == [4, 1000] and f["cosine"] > 0.9999 and f["topk_agreement"]["top1"] == 1.0
+    assert r.report["latency_ms"]["runs"] == 5
+
+
+@pytest.mark.slow
+def test_resnet18_second_run_sends_nothing(server, loop, resnet18):
+    """45 MB the first time, nothing the second: counted by the runner and, independently, by the SSH server."""
+    import shutil
+
+    fresh = _fresh_board(server, "fresh-resnet")
+    art = resnet18 / "bare.onnx"
+    shutil.copy(resnet18 / "resnet18.onnx", art)
+    before = len(server.session_log("start"))
+    first = verify(resnet18 / "resnet18.onnx", art, data=resnet18 / "data.npz", place="fresh-resnet", runs=2,
+                   memory=False)
+    second = verify(resnet18 / "resnet18.onnx", art, data=resnet18 / "data.npz", place="fresh-resnet", runs=2,
+                    memory=False)
+    t1, t2 = (r.report["runtime"]["artifact"]["transfer"] for r in (first, second))
+    assert first.exit_code == second.exit_code == 0
+    assert t1["bytes_sent"] > art.stat().st_size > 40 * 2**20 and t2["files_sent"] == t2["bytes_sent"] == 0
+    assert bt.wait_for(lambda: server.ended(before + 1) and server.ended(before + 2))
+    s1, s2 = server.ended(before + 1), server.ended(before + 2)
+    assert s1["bytes_in"] - s2["bytes_in"] >= art.stat().st_size
+    feed = 3 * 224 * 224 * 4  # the second session carries the 4 verification feeds, the latency feed and messages
+    assert 5 * feed < s2["bytes_in"] < 5 * feed + 64 * 1024
+    assert fresh.cache.is_dir()

@@ -14,7 +14,6 @@ from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent))
 import boards_testutil as bt  # noqa: E402
-
 from edgeconv.places import inventory as inv  # noqa: E402
 from edgeconv.places.commands import register  # noqa: E402
 
