@@ -4,10 +4,16 @@ Sources (``load``):
 
 - an ``nn.Module`` in the Python API, with ``example_inputs`` (a tensor or tuple) or
   ``--input-shape`` specs;
-- ``.pt2``: an ExportedProgram (``torch.export.save``);
-- ``.pt`` / ``.jit``: a TorchScript archive (``torch.jit.save``). A ``.pt``/``.pth`` that is a
-  *pickled* Python object instead is refused unless ``--trust-pickle``: unpickling runs code.
-  A pickled ``state_dict`` is pointed to ``file.py:factory --weights``;
+- ``.pt2``: an ExportedProgram (``torch.export.save``). ``torch.export.load`` unpickles parts of the
+  archive without restriction and turns its graph into code, so the archive is checked entry by entry
+  first (:mod:`.pt2_scan`): pickles may hold only weights-only data (else ``--trust-pickle``), graph
+  operators, symbolic shapes and guards must be on allow-lists, compiled code is refused (else
+  ``--trust-code``);
+- ``.pt`` / ``.jit``: a TorchScript archive (``torch.jit.save``). Loading one runs its code
+  (``__setstate__``), so its code and pickles are scanned first (:mod:`.torchscript_scan`: allowed
+  operators only, no file, print or Python operators); anything else needs ``--trust-code``.
+  A ``.pt``/``.pth`` that is a *pickled* Python object instead is refused unless ``--trust-pickle``:
+  unpickling runs code. A pickled ``state_dict`` is pointed to ``file.py:factory --weights``;
 - ``path/to/file.py:factory`` or ``package.module:factory`` with ``--weights`` (a state_dict in
   ``.pt``/``.pth`` read with ``weights_only=True``, or ``.safetensors``). Running the factory
   is the user's explicit choice of code to execute.
@@ -18,6 +24,9 @@ takes it); a plain ``nn.Module`` through the TorchScript exporter (opset 17: 5-1
 here, e.g. ResNet-18 0.9 s vs 6-11 s), falling back to dynamo (opset 20) when it fails.
 ``--exporter dynamo|torchscript`` forces one. Dynamo's external ``.data`` is inlined for
 models under 1.8 GB.
+
+torch's log records and warnings (it logs a traceback when a ``.pt2`` is not in the current layout) go
+to the debug log, not the terminal (:mod:`.quiet_logs`).
 
 Pruning (``--prune``, ``edgeconv.prune``): the source options ``prune`` (channel ratio),
 ``finetune`` (a callable given the pruned module), ``prune_data`` (labelled data: accuracy
@@ -38,6 +47,11 @@ from pathlib import Path
 from typing import Any
 
 from edgeconv.plugin import BadInput, IOContract, Model, Runner, TensorSpec, ToolchainFailed
+
+from .pickle_scan import Refused
+from .pt2_scan import check_pt2
+from .quiet_logs import to_debug_log
+from .torchscript_scan import check_torchscript, is_torchscript
 
 SUFFIXES = (".pt2", ".pt", ".jit", ".pth", ".torchscript")
 _FACTORY = re.compile(r"^(?P<target>[^:]+\.py|[A-Za-z_][\w.]*):(?P<attr>[A-Za-z_][\w.]*)$")
@@ -80,11 +94,15 @@ def load(source: Any, *, input_shapes: dict[str, tuple[int, ...]] | None = None,
     pruning = None
     if opts.get("prune") is not None:
         module, pruning = _prune(module, kind, example, names, opts, where)
-    runnable = module.module() if kind == "exported" else module
+    try:
+        with to_debug_log("torch"):
+            runnable = module.module() if kind == "exported" else module
+    except Exception as exc:
+        raise BadInput(f"the ExportedProgram cannot be made runnable: {_brief(exc)}", file=where, stage="import") from None
     if kind != "exported":  # an ExportedProgram's module is already in inference form
         runnable.eval()
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), to_debug_log("torch"):
             out = runnable(*example)
     except Exception as exc:
         raise BadInput(f"the model does not run on inputs {[tuple(x.shape) for x in example]}: "
@@ -175,8 +193,11 @@ def _from_file(path: Path, opts: dict) -> tuple[Any, str]:
     if path.stat().st_size == 0:
         raise BadInput("is empty (0 bytes)", file=path, stage="import")
     if path.suffix == ".pt2":
+        _precheck(path, lambda: check_pt2(path, trust_pickle=bool(opts.get("trust_pickle")),
+                                          trust_code=bool(opts.get("trust_code"))))
         try:
-            return torch.export.load(str(path)), "exported"
+            with to_debug_log("torch"):
+                return torch.export.load(str(path)), "exported"
         except Exception as exc:
             raise BadInput(f"is not a readable ExportedProgram (torch.export.save): {_brief(exc)}", file=path,
                            stage="import") from None
@@ -184,9 +205,12 @@ def _from_file(path: Path, opts: dict) -> tuple[Any, str]:
         raise BadInput("is not a TorchScript archive or a torch.save file (not a zip archive)", file=path, stage="import")
     with zipfile.ZipFile(path) as z:
         names = z.namelist()
-    if any("/code/" in n for n in names) and any(n.endswith("constants.pkl") for n in names):
+    if is_torchscript(names):
+        if not opts.get("trust_code"):
+            _precheck(path, lambda: check_torchscript(path), hint="; give --trust-code if you trust the file")
         try:
-            return torch.jit.load(str(path), map_location="cpu"), "torchscript"
+            with to_debug_log("torch"):
+                return torch.jit.load(str(path), map_location="cpu"), "torchscript"
         except Exception as exc:
             raise BadInput(f"is not a loadable TorchScript archive: {_brief(exc)}", file=path, stage="import") from None
     # A torch.save pickle: a state_dict loads safely; anything else would run code.
@@ -205,6 +229,16 @@ def _from_file(path: Path, opts: dict) -> tuple[Any, str]:
         return obj, "pickled-module"
     raise BadInput("holds weights (a state_dict), not a model: give the code that builds it, as "
                    "file.py:factory --weights " + path.name, file=path, stage="import")
+
+
+def _precheck(path: Path, check: Any, hint: str = "") -> None:
+    """Run a pre-load check (pt2_scan / torchscript_scan): its refusal becomes a one-line BadInput."""
+    try:
+        check()
+    except Refused as exc:
+        raise BadInput(f"{exc}{hint}", file=path, stage="import") from None
+    except (OSError, zipfile.BadZipFile, ValueError, EOFError) as exc:
+        raise BadInput(f"is not a readable archive: {_brief(exc)}", file=path, stage="import") from None
 
 
 def _from_factory(spec: str, opts: dict) -> Any:
@@ -330,14 +364,11 @@ def _carry_layout(src: IOContract, out: IOContract) -> IOContract:
 
 def _export(exporter: str, model: Model, path: Path, opset: int, names: list[str], out_names: list[str],
             dynamic: dict[str, dict[int, str]]) -> None:
-    import warnings
-
     import torch
 
     example = model.obj["example"]
     module = model.obj["module"]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with to_debug_log("torch", "onnxscript", "onnx_ir"):  # exporter warnings go to the debug log
         if exporter == "torchscript":
             torch.onnx.export(module, example, str(path), dynamo=False, opset_version=opset, input_names=names,
                               output_names=out_names, dynamic_axes=dynamic or None)
