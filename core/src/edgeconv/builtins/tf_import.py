@@ -4,6 +4,12 @@ Sources: a SavedModel folder (its ``serving_default`` signature), a Keras ``.ker
 file (Keras 3, ``safe_mode=True``; a ``Lambda`` layer, i.e. Python code in the file, is
 refused unless ``--trust-code``), or a Keras model / ``tf.Module`` object in the Python API.
 
+A SavedModel's graphs run while it loads (resource initializers) and converts (the signature), so
+``saved_model.pb`` is parsed first and every op of every graph and function is checked against an
+allow-list (:mod:`.savedmodel_scan`: no file, print, Python or custom ops; checkpoint ops only at the
+loader's own ``variables/`` prefix); anything else is refused unless ``--trust-code``. TensorFlow's,
+absl's, Keras' and tf2onnx's log records and warnings go to the debug log (:mod:`.quiet_logs`).
+
 Routes to ONNX (``tf.to_onnx``), as they work with tf2onnx 1.17 / TF 2.21 / Keras 3:
 
 - SavedModel: ``tf2onnx.convert.from_function`` on a ``tf.function`` that calls the
@@ -36,7 +42,12 @@ from edgeconv.plugin import (
     quiet_tensorflow,
 )
 
+from .pickle_scan import Refused
+from .quiet_logs import to_debug_log
+from .savedmodel_scan import check_saved_model
+
 SIGNATURE = "serving_default"
+_NOISY = ("tensorflow", "absl", "tf2onnx", "keras")  # their log records and warnings go to the debug log
 
 
 def matches(source: Any) -> bool:
@@ -57,7 +68,7 @@ def load(source: Any, *, input_shapes: dict[str, tuple[int, ...]] | None = None,
     import tensorflow as tf
 
     if path is not None and path.is_dir():
-        kind, obj, io = "savedmodel", *_saved_model(path)
+        kind, obj, io = "savedmodel", *_saved_model(path, trust_code=bool(opts.get("trust_code")))
     elif path is not None:
         obj = _keras_file(path, trust_code=bool(opts.get("trust_code")))
         kind, io = "keras", _keras_io(obj)
@@ -79,11 +90,19 @@ def load(source: Any, *, input_shapes: dict[str, tuple[int, ...]] | None = None,
     return Model(form="tf", io=io, path=path, obj={"kind": kind, "model": obj}, meta=meta)
 
 
-def _saved_model(path: Path) -> tuple[Any, IOContract]:
+def _saved_model(path: Path, *, trust_code: bool) -> tuple[Any, IOContract]:
     import tensorflow as tf
 
+    if not trust_code:
+        try:
+            check_saved_model(path)  # every op of every graph and function, before TF runs any of them
+        except Refused as exc:
+            raise BadInput(str(exc), file=path, stage="import") from None
+        except OSError as exc:
+            raise BadInput(f"saved_model.pb cannot be read: {_brief(exc)}", file=path, stage="import") from None
     try:
-        loaded = tf.saved_model.load(str(path))
+        with to_debug_log(*_NOISY):
+            loaded = tf.saved_model.load(str(path))
     except Exception as exc:
         raise BadInput(f"is not a loadable SavedModel: {_brief(exc)}", file=path, stage="import") from None
     sigs = getattr(loaded, "signatures", {})
@@ -167,7 +186,8 @@ def _keras_file(path: Path, *, trust_code: bool) -> Any:
     import keras
 
     try:
-        return keras.saving.load_model(str(path), compile=False, safe_mode=not trust_code)
+        with to_debug_log(*_NOISY):
+            return keras.saving.load_model(str(path), compile=False, safe_mode=not trust_code)
     except Exception as exc:
         raise BadInput(f"Keras cannot load it: {_brief(exc)}", file=path, stage="import") from None
 
@@ -202,8 +222,9 @@ def to_onnx(model: Model, job: Any) -> tuple[Model, dict[str, Any]]:
 
     started = time.perf_counter()
     try:
-        proto, _ = tf2onnx.convert.from_function(tf.function(call, input_signature=spec), input_signature=spec,
-                                                 opset=opset)
+        with to_debug_log(*_NOISY):
+            proto, _ = tf2onnx.convert.from_function(tf.function(call, input_signature=spec), input_signature=spec,
+                                                     opset=opset)
     except Exception as exc:
         raise ToolchainFailed(f"tf2onnx failed: {_brief(exc)}", stage="convert") from None
     _rename(proto, names, [t.name for t in model.io.outputs])
