@@ -79,7 +79,7 @@ def register_runners(register):
     register(
         RunnerSpec(
             form="rknn",
-            name="rknn-toolkit2 simulator",
+            name="rknn",  # the toolkit's simulator here, RKNNLite on a board (board.py)
             factory="edgeconv_rknn.runner:SimulatorRunner",
             requirements=(TOOLCHAIN,),
             options={"platform": str, "precision": str, "toolkit": str, "output_names": list, "recipe": str,

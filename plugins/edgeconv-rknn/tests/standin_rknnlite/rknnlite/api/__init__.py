@@ -1,6 +1,27 @@
-"""STAND-IN ``rknnlite.api`` (tests only; see ``rknnlite/__init__.py``): onnxruntime on the ONNX original."""
+"""STAND-IN ``rknnlite.api`` (tests only; see ``rknnlite/__init__.py``): onnxruntime on the ONNX original.
 
+The ONNX original of a .rknn is found by the .rknn's sha256 in ``<sys.prefix>/edgeconv-standin-models.json``
+(written by the loopback-board test into the stand-in board's own environment), else as ``rknn_build/model.onnx``
+beside the .rknn (the exporter's recipe folder).
+"""
+
+import hashlib
+import json
 import os
+import sys
+
+
+def _original(path):
+    table = os.path.join(sys.prefix, "edgeconv-standin-models.json")
+    if os.path.exists(table):
+        with open(path, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+        with open(table) as f:
+            found = json.load(f).get(digest)
+        if found:
+            return found
+    beside = os.path.join(os.path.dirname(os.path.abspath(path)), "rknn_build", "model.onnx")
+    return beside if os.path.exists(beside) else None
 
 
 class RKNNLite(object):
@@ -20,11 +41,10 @@ class RKNNLite(object):
 
     def load_rknn(self, path, key_path=None):
         RKNNLite.calls.append(("load_rknn", path))
-        onnx = os.path.join(os.path.dirname(os.path.realpath(path)), "rknn_build", "model.onnx")
-        if not os.path.exists(path) or not os.path.exists(onnx):
+        if not os.path.exists(path):
             return -1
-        self.onnx = onnx
-        return 0
+        self.onnx = _original(path)
+        return 0 if self.onnx else -1
 
     def init_runtime(self, target=None, device_id=None, async_mode=False, core_mask=NPU_CORE_AUTO):
         RKNNLite.calls.append(("init_runtime", core_mask))
