@@ -1,15 +1,31 @@
 """The fidelity contract: the same inputs through the source's runner and the artifact's, every output compared
-(docs/fidelity.md), then latency and peak memory of the artifact."""
+whole and per slice, the task check when one is chosen (docs/fidelity.md), then latency and peak memory of the
+artifact."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data import load_dataset
-from ..errors import BadInput
+from ..data import (
+    Dataset,
+    check_class_labels,
+    load_dataset,
+    state_pairs,
+    verification_from_calibration,
+    zero_state,
+)
+from ..errors import BadInput, EdgeconvError
 from ..model import IOContract, Model
+
+# Verification inputs drawn from the calibration set when no --data is given (noise: 8, as before).
+CALIBRATION_SAMPLES = 64
+# A verification running longer than this shows progress (samples done, rate, ETA) every PROGRESS_EVERY seconds.
+PROGRESS_AFTER = 3.0
+PROGRESS_EVERY = 5.0
 
 
 def adapt_inputs(feed: dict[str, Any], src: IOContract, art: IOContract) -> dict[str, Any]:
@@ -78,6 +94,58 @@ def _relayout(x: Any, frm: str | None, to: str | None) -> Any:
     return x.transpose(perm)
 
 
+class Progress:
+    """``verify: 120/540 samples, 35.2/s, ETA 12 s`` through the status callback, once a run has taken longer than
+    ``PROGRESS_AFTER`` seconds, then every ``PROGRESS_EVERY`` seconds."""
+
+    def __init__(self, say: Callable[[str], None], total: int, what: str = "verify", unit: str = "samples") -> None:
+        self.say, self.total, self.what, self.unit = say, total, what, unit
+        self.start = self.last = time.perf_counter()
+        self.shown = False
+
+    def update(self, done: int) -> None:
+        now = time.perf_counter()
+        if now - self.start < PROGRESS_AFTER or (self.shown and now - self.last < PROGRESS_EVERY):
+            return
+        rate = done / (now - self.start)
+        eta = (self.total - done) / rate if rate > 0 else float("inf")
+        self.say(f"{self.what}: {done}/{self.total} {self.unit}, {rate:.3g}/s, ETA {_seconds(eta)}")
+        self.shown, self.last = True, now
+
+
+def _seconds(s: float) -> str:
+    if s == float("inf"):
+        return "?"
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min"
+
+
+@dataclass
+class Collected:
+    """Both models' outputs over the verification samples (per output name, one array per feed)."""
+
+    refs: dict[str, list[Any]] = field(default_factory=dict)
+    outs: dict[str, list[Any]] = field(default_factory=dict)
+    dtypes: dict[str, Any] = field(default_factory=dict)
+    used: int = 0
+    first_feed: dict[str, Any] | None = None
+
+    def add(self, ref: dict[str, Any], raw: dict[str, Any], got: dict[str, Any], io: IOContract) -> None:
+        import numpy as np
+
+        for k, v in raw.items():
+            self.dtypes.setdefault(k, v.dtype)
+        for spec in io.outputs:
+            self.refs.setdefault(spec.name, []).append(np.asarray(ref[spec.name]))
+            if spec.name in got:
+                self.outs.setdefault(spec.name, []).append(np.asarray(got[spec.name]))
+
+    def stacked(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        import numpy as np
+
+        cat = lambda xs: np.concatenate([np.atleast_1d(x) for x in xs])  # noqa: E731
+        return {k: cat(v) for k, v in self.refs.items()}, {k: cat(v) for k, v in self.outs.items()}
+
+
 def verify_models(
     source: Model,
     artifact: Model,
@@ -101,95 +169,51 @@ def verify_models(
     calibration: Any = None,
     place: str | None = None,
 ) -> dict[str, Any]:
-    """The fidelity contract: the same inputs through both runners, every output compared.
+    """The fidelity contract: the same inputs through both runners, every output compared whole and per slice.
 
-    ``task``: a registered task check (``--task``) that also decides; ``state``: input -> output names of a
-    streaming model's carried state (``--state``); ``verify_samples``: at most this many samples; ``calibration``:
-    the calibration set, drawn from when no ``data`` is given; ``place``: run the artifact on this board.
+    ``task``: a registered task check (``--task``) that also decides, with ``task_options`` (its options, and
+    ``axis``: the slice axis); ``state``: input -> output names of a streaming model's carried state
+    (``--state``): the data are then sequences; ``verify_samples``: at most this many samples (sequences);
+    ``calibration``: the calibration set (a ``Dataset`` or a source), drawn on when no ``data`` is given;
+    ``place``: run the artifact on this board.
     """
-    import numpy as np
-
     from .bench import latency, peak_memory
-    from .metrics import accuracy, compare, thresholds_for
+    from .comparators import resolve
     from .runners import make_runner
 
     say = status or (lambda msg: None)
     warnings: list[str] = []
-    limits = thresholds_for(precision, thresholds)
-    ds = load_dataset(data, source.io, what="--data", seed=seed)
-    if not ds.meaningful:
-        warnings.append(
-            f"verification data was generated at random (seed {seed}): fidelity compares the models on noise; "
-            "give --data for meaningful accuracy numbers"
-        )
+    limits = thresholds_for_precision(precision, thresholds)
+    comp, options = resolve(task, task_options)
+    state = check_state(state, source.io)
+    ds = verification_data(data, calibration, source.io, seed=seed, cap=verify_samples, state=state,
+                           warnings=warnings)
+    class_labels = None
+    if ds.labels is not None and comp is None and not state:
+        class_labels = check_class_labels(ds.labels, "--data", ds.source)
     src_runner = make_runner(source, threads=threads)
     art_runner = make_runner(artifact, place=place, threads=threads, **(runner_options or {}))
-    src_runner.activate()
-    art_runner.activate()
     try:
-        refs: dict[str, list[Any]] = {}
-        outs: dict[str, list[Any]] = {}
-        dtypes: dict[str, Any] = {}
-        used = 0
-        say(f"verify on {len(ds)} samples")
-        first_feed = None
-        for feed, sl in ds.feeds(source.io):
-            first_feed = first_feed or feed
-            ref = src_runner.infer(feed)
-            raw = art_runner.infer(adapt_inputs(feed, source.io, artifact.io))
-            for k, v in raw.items():
-                dtypes.setdefault(k, v.dtype)
-            got = adapt_outputs(raw, source.io, artifact.io)
-            for spec in source.io.outputs:
-                refs.setdefault(spec.name, []).append(np.asarray(ref[spec.name]))
-                if spec.name in got:
-                    outs.setdefault(spec.name, []).append(np.asarray(got[spec.name]))
-            used = sl.stop
-        fidelity = []
-        art_dtypes = {t.name: t.dtype for t in artifact.io.outputs}
-        cat = lambda xs: np.concatenate([np.atleast_1d(x) for x in xs])  # noqa: E731
-        for spec in source.io.outputs:
-            if spec.name not in outs:
-                fidelity.append({"name": spec.name, "shape": [], "shape_ok": False, "dtype_ok": False, "pass": False,
-                                 "failures": ["the artifact has no output of this name"]})
-                continue
-            res = compare(spec.name, cat(refs[spec.name]), cat(outs[spec.name]), limits)
-            declared = art_dtypes.get(spec.name)
-            res["dtype_ok"] = declared is None or str(dtypes.get(spec.name)) == declared
-            if not res["dtype_ok"]:
-                res["failures"].append(f"runtime dtype {dtypes.get(spec.name)} != declared {declared}")
-                res["pass"] = False
-            fidelity.append(res)
-        acc = None
-        if ds.labels is not None:
-            name = label_output or source.io.outputs[0].name
-            if name in outs:
-                a_src = accuracy(cat(refs[name]), ds.labels[:used])
-                a_art = accuracy(cat(outs[name]), ds.labels[:used])
-                acc = {"output": name, "samples": used, "source": a_src, "artifact": a_art,
-                       "drop_pp": round((a_src - a_art) * 100, 4)}
+        src_runner.activate()
+        art_runner.activate()
+    except EdgeconvError as exc:
+        raise _shape_cause(exc, source, state, None) from None
+    try:
+        got = collect(src_runner, art_runner, ds, source, artifact, state=state, cap=verify_samples, say=say)
+        judged = judge(got, ds, source, artifact, limits, comp, options, class_labels, label_output, warnings)
         say("latency")
-        art_feed = adapt_inputs(first_feed, source.io, artifact.io)
+        art_feed = adapt_inputs(got.first_feed, source.io, artifact.io)
         lat = latency(art_runner, art_feed, runs=runs, warmup=warmup)
-        src_lat = latency(src_runner, first_feed, runs=runs, warmup=warmup)
+        src_lat = latency(src_runner, got.first_feed, runs=runs, warmup=warmup)
         runtime = {"source": src_runner.info, "artifact": art_runner.info}
     finally:
         src_runner.deactivate()
         art_runner.deactivate()
-    mem: dict[str, Any] = {}
-    if memory and artifact.path is not None and scratch is not None:
-        say("memory")
-        feed_file = scratch / "_feed.npz"
-        np.savez(feed_file, **art_feed)
-        opts = {**(runner_options or {}), **({"threads": threads} if threads else {})}
-        mem = peak_memory(artifact.form, artifact.path, opts, feed_file)
-        if "error" in mem:
-            warnings.append(f"peak memory not measured: {mem['error']}")
+    mem = _memory(artifact, art_feed, scratch, runner_options, threads, warnings, say, peak_memory) if memory else {}
     return {
-        "data": ds.describe(),
+        "data": {**ds.describe(), "verified": got.used, "cap": verify_samples},
         "thresholds": limits,
-        "fidelity": fidelity,
-        "accuracy": acc,
+        **judged,
         "latency_ms": lat,
         "source_latency_ms": src_lat,
         "peak_rss_bytes": mem.get("peak_rss_bytes"),
@@ -199,15 +223,240 @@ def verify_models(
     }
 
 
+def judge(got: Collected, ds: Dataset, source: Model, artifact: Model, limits: dict[str, float], comp: Any,
+          options: dict[str, Any], class_labels: Any, label_output: str | None, warnings: list[str]) -> dict[str, Any]:
+    """``fidelity`` (every output, whole and per slice), ``task`` (the chosen check) and ``accuracy`` (labelled:
+    the task's, else top-1 on ``label_output``, with its default gate)."""
+    refs, outs = got.stacked()
+    fidelity = compare_outputs(refs, outs, got.dtypes, source, artifact, limits, options)
+    task = run_task(comp, options, refs, outs, source.io, ds, got.used, limits, warnings)
+    if task is not None:
+        acc = task.get("accuracy")
+    else:
+        acc = class_accuracy(refs, outs, class_labels, label_output or source.io.outputs[0].name, got.used)
+        _suggest(source.io, warnings)
+    gate_accuracy(acc, limits)
+    return {"fidelity": fidelity, "task": task, "accuracy": acc}
+
+
+def thresholds_for_precision(precision: str, overrides: dict[str, float] | None) -> dict[str, float]:
+    from .metrics import thresholds_for
+
+    return thresholds_for(precision, overrides)
+
+
+def _memory(artifact: Model, art_feed: dict[str, Any], scratch: Path | None, runner_options: dict[str, Any] | None,
+            threads: int | None, warnings: list[str], say: Callable[[str], None], peak_memory: Any) -> dict[str, Any]:
+    import numpy as np
+
+    if artifact.path is None or scratch is None:
+        return {}
+    say("memory")
+    feed_file = scratch / "_feed.npz"
+    np.savez(feed_file, **art_feed)
+    opts = {**(runner_options or {}), **({"threads": threads} if threads else {})}
+    mem = peak_memory(artifact.form, artifact.path, opts, feed_file)
+    if "error" in mem:
+        warnings.append(f"peak memory not measured: {mem['error']}")
+    return mem
+
+
+# -- the verification inputs -----------------------------------------------------------------------------------
+def verification_data(data: Any, calibration: Any, io: IOContract, *, seed: int, cap: int | None,
+                      state: dict[str, str], warnings: list[str]) -> Dataset:
+    """The user's ``--data``; else inputs distributed like the calibration set; else noise (with a warning)."""
+    if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
+        raise BadInput(f"--verify-samples must be a whole number of at least 1 (got {cap!r})", stage="verify")
+    states = tuple(state)
+    if data is None and not states:
+        n = CALIBRATION_SAMPLES if cap is None else min(cap, CALIBRATION_SAMPLES)
+        ds = verification_from_calibration(calibration, io, n, seed=seed)
+        if ds is not None:
+            return ds
+    ds = load_dataset(data, io, what="--data", seed=seed, states=states)
+    if not ds.meaningful:
+        warnings.append(
+            f"verification data was generated at random (seed {seed}): fidelity compares the models on noise; "
+            "give --data for meaningful accuracy numbers"
+            + ("" if calibration is None or states else " (the calibration set was random too)")
+        )
+    return ds
+
+
+def check_state(state: dict[str, str] | None, io: IOContract) -> dict[str, str]:
+    """``--state IN:OUT`` pairs: IN an input, OUT an output of the source."""
+    state = dict(state or {})
+    inputs, outputs = [t.name for t in io.inputs], [t.name for t in io.outputs]
+    for k, v in state.items():
+        if k not in inputs:
+            raise BadInput(f"--state {k}:{v}: the model has no input {k!r} (inputs: {', '.join(inputs)})",
+                           stage="verify")
+        if v not in outputs:
+            raise BadInput(f"--state {k}:{v}: the model has no output {v!r} (outputs: {', '.join(outputs)})",
+                           stage="verify")
+    if state and len(state) == len(inputs):
+        raise BadInput("--state names every input as a state: a streaming model needs at least one streamed input",
+                       stage="verify")
+    return state
+
+
+# -- running both models -----------------------------------------------------------------------------------------
+def collect(src: Any, art: Any, ds: Dataset, source: Model, artifact: Model, *, state: dict[str, str],
+            cap: int | None, say: Callable[[str], None]) -> Collected:
+    """Run every sample (or every step of every sequence, each model carrying its own state) through both."""
+    got = Collected()
+    try:
+        if state:
+            _collect_sequences(src, art, ds, source, artifact, state, cap, say, got)
+        else:
+            total = len(ds) if cap is None else min(cap, len(ds))
+            say(f"verify on {total} samples")
+            progress = Progress(say, total)
+            for feed, sl in ds.feeds(source.io, limit=cap):
+                got.first_feed = got.first_feed or feed
+                ref = src.infer(feed)
+                raw = art.infer(adapt_inputs(feed, source.io, artifact.io))
+                got.add(ref, raw, adapt_outputs(raw, source.io, artifact.io), source.io)
+                got.used = sl.stop
+                progress.update(got.used)
+    except EdgeconvError as exc:
+        raise _shape_cause(exc, source, state, got.first_feed) from None
+    if got.first_feed is None:
+        raise BadInput("no verification sample could be fed (fewer samples than the model's batch size)",
+                       file=ds.source, stage="verify")
+    return got
+
+
+def _collect_sequences(src: Any, art: Any, ds: Dataset, source: Model, artifact: Model, state: dict[str, str],
+                       cap: int | None, say: Callable[[str], None], got: Collected) -> None:
+    total = len(ds) if cap is None else min(cap, len(ds))
+    say(f"verify on {total} sequences of {ds.steps} steps")
+    progress = Progress(say, total * (ds.steps or 0), unit="steps")
+    done = 0
+    for init, steps in ds.sequences(source.io, limit=cap):
+        start = {k: (v if v is not None else zero_state(source.io.input(k))) for k, v in init.items()}
+        s_state, a_state = dict(start), dict(start)  # each model carries its own
+        for feed in steps:
+            s_feed, a_feed = {**feed, **s_state}, {**feed, **a_state}
+            got.first_feed = got.first_feed or s_feed
+            ref = src.infer(s_feed)
+            raw = art.infer(adapt_inputs(a_feed, source.io, artifact.io))
+            out = adapt_outputs(raw, source.io, artifact.io)
+            got.add(ref, raw, out, source.io)
+            s_state = {k: ref[v] for k, v in state.items()}
+            a_state = {k: out[v] for k, v in state.items() if v in out}
+            done += 1
+            progress.update(done)
+        got.used += 1
+
+
+def _shape_cause(exc: EdgeconvError, source: Model, state: dict[str, str], feed: dict[str, Any] | None
+                 ) -> EdgeconvError:
+    """A runtime that refuses the input shapes (a rank or dimension check) names the real cause: the shapes came
+    from ``--input-shape`` (or the data), and a streaming model's state input has its own shape (``--state``)."""
+    text = exc.cause.lower()
+    if not any(w in text for w in ("rank", "dimension", "shape")):
+        return exc
+    shapes = {k: list(getattr(v, "shape", ())) for k, v in (feed or {}).items()}
+    given = ", ".join(f"{t.name} {shapes.get(t.name, list(t.shape))}" for t in source.io.inputs)
+    hint = (f"the model's inputs were {'fed' if feed else 'set'} at {given}: shapes pinned with --input-shape must be "
+            "what the model's nodes expect")
+    looks = [(i, o) for i, o in state_pairs(source.io) if i not in state]
+    if looks:
+        hint += (f"; {', '.join(repr(i) for i, _ in looks)} look(s) like a streaming model's state: pin the state's "
+                 f"own shape and verify with {' '.join(f'--state {i}:{o}' for i, o in looks)} (sequences in --data)")
+    return BadInput(f"{exc.cause} ({hint})", file=exc.file, stage="verify")
+
+
+# -- comparing -------------------------------------------------------------------------------------------------
+def compare_outputs(refs: dict[str, Any], outs: dict[str, Any], dtypes: dict[str, Any], source: Model,
+                    artifact: Model, limits: dict[str, float], options: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every output of the source against the artifact's of the same name: whole, per slice, its runtime dtype."""
+    from .comparators import declared_axis
+    from .metrics import compare
+
+    fidelity = []
+    art_dtypes = {t.name: t.dtype for t in artifact.io.outputs}
+    for spec in source.io.outputs:
+        if spec.name not in outs:
+            fidelity.append({"name": spec.name, "shape": [], "shape_ok": False, "dtype_ok": False, "pass": False,
+                             "failures": ["the artifact has no output of this name"]})
+            continue
+        res = compare(spec.name, refs[spec.name], outs[spec.name], limits, axis=declared_axis(options, spec.name),
+                      layout=spec.layout)
+        declared = art_dtypes.get(spec.name)
+        res["dtype_ok"] = declared is None or str(dtypes.get(spec.name)) == declared
+        if not res["dtype_ok"]:
+            res["failures"].append(f"runtime dtype {dtypes.get(spec.name)} != declared {declared}")
+            res["pass"] = False
+        fidelity.append(res)
+    return fidelity
+
+
+def run_task(comp: Any, options: dict[str, Any], refs: dict[str, Any], outs: dict[str, Any], io: IOContract,
+             ds: Dataset, used: int, limits: dict[str, float], warnings: list[str]) -> dict[str, Any] | None:
+    """The chosen task check over every output, gated by the metric table (None without ``--task``)."""
+    from .comparators import run
+
+    if comp is None:
+        return None
+    if len(outs) < len(refs):
+        missing = sorted(set(refs) - set(outs))
+        return {"name": comp.name, "title": comp.title, "pass": False, "metrics": {},
+                "failures": [f"the artifact has no output {missing[0]!r}: nothing to decode"]}
+    labels = ds.labels[:used] if ds.labels is not None and not ds.steps else None
+    section = run(comp, options, refs, outs, io=io, labels=labels, thresholds=limits)
+    warnings.extend(section.pop("warnings", []))
+    return section
+
+
+def class_accuracy(refs: dict[str, Any], outs: dict[str, Any], labels: Any, name: str, used: int
+                   ) -> dict[str, Any] | None:
+    """Top-1 accuracy of both models against class labels, on ``name`` (``--label-output``)."""
+    from .metrics import accuracy
+
+    if labels is None:
+        return None
+    if name not in refs:
+        raise BadInput(f"--label-output {name!r} is not an output of the model (outputs: {', '.join(refs)})",
+                       stage="verify")
+    if name not in outs:
+        return None
+    lab = labels[:used]
+    a_src, a_art = accuracy(refs[name], lab), accuracy(outs[name], lab)
+    return {"metric": "top-1 accuracy", "output": name, "samples": used, "source": a_src, "artifact": a_art,
+            "drop_pp": round((a_src - a_art) * 100, 4)}
+
+
+def gate_accuracy(acc: dict[str, Any] | None, limits: dict[str, float]) -> None:
+    """The labelled accuracy drop against the table's default (``accuracy_drop_pp``); ``--max-accuracy-drop``
+    (a budget) overrides it where the verdict is made."""
+    if acc is None or "accuracy_drop_pp" not in limits:
+        return
+    acc["limit_pp"] = limits["accuracy_drop_pp"]
+    acc["pass"] = bool(acc["drop_pp"] <= acc["limit_pp"])
+
+
+def _suggest(io: IOContract, warnings: list[str]) -> None:
+    from .comparators import suggest
+
+    found = [s for s in suggest(io) if s.get("reason")]
+    if found and found[0]["task"] != "classification":
+        s = found[0]
+        warnings.append(f"no --task: {s['reason']}; --task {s['task']} also checks the decoded answers")
+
+
 def check_models(reference: Model, candidate: Model, *, data: Any = None, precision: str = "int8",
                  thresholds: dict[str, float] | None = None, runner_options: dict[str, Any] | None = None,
-                 label_output: str | None = None, seed: int = 0) -> dict[str, Any]:
+                 label_output: str | None = None, seed: int = 0, task: str | None = None,
+                 task_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """The fidelity contract between two models of one form on this host, without latency or memory: a plugin's
     self-check of an intermediate model (a QDQ or fake-quant ONNX against its float original on onnxruntime)
-    before the vendor compiler runs. Returns the verification record (``fidelity``, ``accuracy``, ``data``,
-    ``thresholds``, ``runtime``) and ``pass``."""
+    before the vendor compiler runs. Returns the verification record (``fidelity``, ``task``, ``accuracy``,
+    ``data``, ``thresholds``, ``runtime``) and ``pass``."""
     res = verify_models(reference, candidate, data=data, precision=precision, thresholds=thresholds, runs=1,
-                        warmup=0, memory=False, runner_options=runner_options, label_output=label_output, seed=seed)
-    res["pass"] = all(f["pass"] for f in res["fidelity"])
+                        warmup=0, memory=False, runner_options=runner_options, label_output=label_output, seed=seed,
+                        task=task, task_options=task_options)
+    res["pass"] = all(f["pass"] for f in res["fidelity"]) and (res["task"] or {}).get("pass", True)
     res["warnings"] = res.pop("_warnings", [])
     return res
