@@ -16,6 +16,7 @@ Two steps, both recorded in the file:
 
     python scripts/gen_op_list.py parse DOC.md > ops.json
     ~/.cache/edgeconv/toolchains/rknn/bin/python scripts/gen_op_list.py probe ops.json > src/edgeconv_rknn/data/onnx_ops.json
+    (resumable: each test's result is kept in ops.json.probe-cache.json as it is measured)
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def _probe_one(test_dir: str) -> tuple[str, str]:
             r.release()
     if got is None or len(got) != len(outs):
         return "fails", "inference"
-    for g, e in zip(got, outs):
+    for g, e in zip(got, outs, strict=True):
         g = np.asarray(g, dtype=np.float64).reshape(-1)
         e = np.asarray(e, dtype=np.float64).reshape(-1)
         if g.shape != e.shape or not np.all(np.abs(g - e) <= 1e-2 + 1e-2 * np.abs(e)):
@@ -93,7 +94,7 @@ def _probe_isolated(test_dir: str) -> tuple[str, str]:
 
     try:
         proc = subprocess.run([sys.executable, __file__, "one", test_dir], capture_output=True, text=True,
-                              timeout=300, check=False)
+                              errors="replace", timeout=300, check=False)
     except subprocess.TimeoutExpired:
         return "fails", "timeout"
     for line in reversed(proc.stdout.splitlines()):
@@ -103,7 +104,7 @@ def _probe_isolated(test_dir: str) -> tuple[str, str]:
     return "fails", f"crashed (exit {proc.returncode})"
 
 
-def probe(doc: dict) -> dict:
+def probe(doc: dict, cache_file: str | None = None) -> dict:
     import glob
     import os
     from importlib.metadata import version
@@ -120,13 +121,23 @@ def probe(doc: dict) -> dict:
         types = {n.op_type for n in m.graph.node}
         if len(types) == 1 and all(n.domain in ("", "ai.onnx") for n in m.graph.node):
             by_op.setdefault(types.pop(), []).append(d)
+    done: dict[str, list[str]] = {}
+    if cache_file and os.path.exists(cache_file):
+        with open(cache_file, encoding="utf-8") as f:
+            done = json.load(f)
     for op, rec in doc["ops"].items():
         if rec["supported"]:
             continue
         tried = []
         for d in by_op.get(op, [])[:3]:
-            res, why = _probe_isolated(d)
-            tried.append({"test": os.path.basename(d), "result": res, **({"why": why} if why else {})})
+            name = os.path.basename(d)
+            if name not in done:
+                done[name] = _probe_isolated(d)
+                if cache_file:  # resumable: a long run that stops keeps what it measured
+                    with open(cache_file, "w", encoding="utf-8") as f:
+                        json.dump(done, f)
+            res, why = done[name]
+            tried.append({"test": name, "result": res, **({"why": why} if why else {})})
             print(op, tried[-1], file=sys.stderr, flush=True)
             if res == "matches":
                 rec["supported"] = True
@@ -150,7 +161,7 @@ def main(argv: list[str]) -> int:
     if len(argv) == 2 and argv[0] == "probe":
         with open(argv[1], encoding="utf-8") as f:
             doc = json.load(f)
-        print(json.dumps(probe(doc), indent=1))
+        print(json.dumps(probe(doc, argv[1] + ".probe-cache.json"), indent=1))
         return 0
     print(__doc__, file=sys.stderr)
     return 2

@@ -25,7 +25,6 @@ ROOT = Path(__file__).resolve().parents[3]
 STANDIN = Path(__file__).parent / "standin_rknnlite"
 sys.path.insert(0, str(ROOT / "tests"))
 import boards_testutil as bt  # noqa: E402
-
 from edgeconv.model import IOContract, Model, TensorSpec  # noqa: E402
 
 

@@ -30,7 +30,7 @@ def check_nodes(nodes) -> list[Unsupported]:
     out = []
     for name, op_type, domain in nodes:
         if domain not in ("", "ai.onnx"):
-            out.append(Unsupported(name, f"{domain}.{op_type}", f"custom-domain operator: not in rknn-toolkit2's "
+            out.append(Unsupported(name, f"{domain}.{op_type}", "custom-domain operator: not in rknn-toolkit2's "
                                                                  "ONNX operator list"))
             continue
         rec = ops.get(op_type)

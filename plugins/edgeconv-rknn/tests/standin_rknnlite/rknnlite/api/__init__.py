@@ -5,6 +5,8 @@ The ONNX original of a .rknn is found by the .rknn's sha256 in ``<sys.prefix>/ed
 beside the .rknn (the exporter's recipe folder).
 """
 
+# ruff: noqa: B905  (the stand-in runs on the board's Python, as the board half does)
+
 import hashlib
 import json
 import os
@@ -24,7 +26,7 @@ def _original(path):
     return beside if os.path.exists(beside) else None
 
 
-class RKNNLite(object):
+class RKNNLite:
     EDGECONV_STAND_IN = "STAND-IN rknnlite (onnxruntime on the ONNX original; tests only)"
     NPU_CORE_AUTO = 0
     NPU_CORE_0 = 1
