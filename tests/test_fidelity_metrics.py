@@ -170,3 +170,16 @@ def test_report_fields_keep_their_names():
     assert res["topk_agreement"] == {"top1": 1.0, "top5": 1.0}
     # a detector map's last axis is not a set of classes: no top-k
     assert compare("m", yolo_like(), yolo_like(), thresholds_for("fp32"))["topk_agreement"] is None
+
+
+def test_what_the_reports_print_comes_from_the_table():
+    ref = yolo_like()
+    bad = compare("output0", ref, int8_per_tensor(ref), thresholds_for("int8"))
+    names = [n for n, _ in M.columns([bad])]
+    assert names[:4] == ["cosine", "sqnr_db", "max_abs", "mean_abs"] and "range_err" in names and "top1" not in names
+    text = M.slice_text(bad)
+    assert text.startswith(f"{bad['slices']['worst']['index']} of 7 (axis 1): cosine ") and "range err" in text
+    assert M.slice_text({"name": "x"}) == ""
+    task = {"metrics": {"det_f1": 0.5, "det_map50": 0.95}, "gates": {"det_f1": 0.9}}
+    assert M.task_rows(task) == [("detection F1", "0.500", "detection F1 ≥ 0.9", False),
+                                 ("mAP@0.5 vs source", "0.950", "", None)]

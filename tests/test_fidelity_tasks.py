@@ -174,7 +174,7 @@ def io(inputs, outputs):
 ])
 def test_suggestions_from_output_shapes(contract, task, words):
     s = suggested_task(contract)
-    assert s["task"] == task and words in s["reason"], s
+    assert s["name"] == task and words in s["reason"], s
 
 
 def test_no_suggestion_for_a_plain_tensor():
@@ -183,5 +183,5 @@ def test_no_suggestion_for_a_plain_tensor():
 
 def test_inspect_reports_the_suggested_task(digits):
     rep = inspect_model(str(digits["model"]))
-    assert rep["suggested_task"]["task"] == "classification"
+    assert rep["suggested_task"]["name"] == "classification"
     assert "'logits' is [batch, 10]" in rep["suggested_task"]["reason"]

@@ -138,7 +138,7 @@ def suggest(io: IOContract) -> list[dict[str, str]]:
             reason = load_ref(comp.suggest)(io)
         except Exception as exc:  # one plugin's guess must not break inspect
             reason = None
-            out.append({"task": name, "error": f"{type(exc).__name__}: {exc}"})
+            out.append({"name": name, "error": f"{type(exc).__name__}: {exc}"})
         if reason:
-            out.append({"task": name, "reason": reason})
+            out.append({"name": name, "reason": reason})
     return out

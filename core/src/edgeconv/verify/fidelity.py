@@ -441,9 +441,9 @@ def _suggest(io: IOContract, warnings: list[str]) -> None:
     from .comparators import suggest
 
     found = [s for s in suggest(io) if s.get("reason")]
-    if found and found[0]["task"] != "classification":
+    if found and found[0]["name"] != "classification":
         s = found[0]
-        warnings.append(f"no --task: {s['reason']}; --task {s['task']} also checks the decoded answers")
+        warnings.append(f"no --task: {s['reason']}; --task {s['name']} also checks the decoded answers")
 
 
 def check_models(reference: Model, candidate: Model, *, data: Any = None, precision: str = "int8",

@@ -116,6 +116,37 @@ def gate_text(name: str, limit: float) -> str:
     return f"{metric.title if metric else name} {op} {limit:g}"
 
 
+def columns(entries: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """``(name, title)`` of every metric of the table that some report entry holds, in table order: the columns of
+    the reports' fidelity tables."""
+    return [(m.name, m.title) for m in table().values() if any(e.get(m.name) is not None for e in entries)]
+
+
+def slice_text(entry: dict[str, Any]) -> str:
+    """The worst slice of one output as the reports print it: ``4 of 7 (axis 1): cosine 0.384757, range err 0.694``
+    ("" when the output was not sliced)."""
+    sl = entry.get("slices") or {}
+    worst = sl.get("worst")
+    if not worst:
+        return ""
+    rows = table()
+    parts = [f"{rows[k].title if k in rows else k} {format_metric(k, v)}" for k, v in worst["metrics"].items()]
+    flat = f", {sl['flat']} flat" if sl.get("flat") else ""
+    return f"{worst['index']} of {sl['count']} (axis {sl['axis']}{flat}): {', '.join(parts)}"
+
+
+def task_rows(task: dict[str, Any] | None) -> list[tuple[str, str, str, bool | None]]:
+    """``(title, value, gate, passed)`` for every metric of a task section (its gate "" when not gated)."""
+    rows = []
+    for name, value in ((task or {}).get("metrics") or {}).items():
+        gate = (task.get("gates") or {}).get(name)
+        metric = table().get(name)
+        ok = None if gate is None or metric is None or value is None else metric.passes(float(value), gate)
+        rows.append((metric.title if metric else name, format_metric(name, value),
+                     gate_text(name, gate) if gate is not None else "", ok))
+    return rows
+
+
 def evaluate(metric: Metric, value: Any, thresholds: dict[str, float]) -> tuple[float | None, str | None]:
     """``(value, failure text or None)`` of one computed metric against its gate."""
     detail = None
