@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import EXIT_FAILED, BadInput, EdgeconvError
+from .errors import BadInput
 from .records import keep_float_option  # noqa: F401  (kept importable here for older callers)
 
 if TYPE_CHECKING:
@@ -347,12 +347,6 @@ INTEGER_OPS = frozenset({"ConvInteger", "QLinearConv", "MatMulInteger", "QLinear
                          "QLinearGlobalAveragePool", "QLinearConcat", "QLinearAveragePool", "QLinearLeakyRelu",
                          "QLinearSoftmax", "QAttention", "DynamicQuantizeLSTM"})
 _NOT_COMPUTE = PLUMBING | {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "Concat", "Pad"}
-class PrecisionNotReached(EdgeconvError):
-    """The artifact does not compute at the precision asked for (exit 1, like a failed verification)."""
-
-    exit_code = EXIT_FAILED
-
-
 SHARE_MIN = 0.5  # below this share of the (not deliberately float) MACs, the precision asked for is not delivered
 _HALF = (10, 16)  # TensorProto FLOAT16, BFLOAT16
 

@@ -72,7 +72,7 @@ def test_copied_inputs_live_until_the_model_has_run(tmp_path):
     the next input's copy could reuse its memory: the model read garbage (a flaky OCR check on PP-OCR)."""
     from edgeconv_openvino.runner import OVRunner
 
-    from edgeconv.pipeline import load_artifact
+    from edgeconv.artifacts import open_artifact as load_artifact
 
     model = _model([helper.make_node("Sub", ["x", "y"], ["z"])],
                    [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 64, 64]),

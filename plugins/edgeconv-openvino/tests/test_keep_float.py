@@ -13,10 +13,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parents[3] / "tests"))
 from edgeconv_openvino.quantize import onnx_to_ov_names  # noqa: E402
 
-from edgeconv.auto import convert_auto  # noqa: E402
+import edgeconv  # noqa: E402
 from edgeconv.errors import BadInput  # noqa: E402
-from edgeconv.pipeline import convert  # noqa: E402
 from edgeconv.report import Budgets  # noqa: E402
+
+convert = edgeconv.convert
 from test_sensitivity import outlier_classifier, outlier_files  # noqa: E402
 
 pytest.importorskip("nncf")
@@ -82,9 +83,9 @@ def test_keep_float_unknown_node(tmp_path):
 @pytest.mark.slow
 def test_auto_finds_the_outlier_layer_on_openvino(tmp_path):
     f = outlier_files(tmp_path)
-    res = convert_auto(str(f["model"]), "openvino", calibration=str(f["calib"]), data=str(f["test"]),
-                       output=tmp_path / "o", budgets=Budgets(max_accuracy_drop=1.0), runs=10, memory=False,
-                       precisions=("int8",), options={"subset_size": 64})
+    res = edgeconv.convert(str(f["model"]), "openvino", precision="auto", calibration=str(f["calib"]), data=str(f["test"]),
+                           output=tmp_path / "o", budgets=Budgets(max_accuracy_drop=1.0), runs=10, memory=False,
+                           precisions=("int8",), options={"subset_size": 64})
     r = res.report
     assert res.exit_code == 0, r["verdict"]
     assert not r["auto"]["candidates"][0]["qualifies"]

@@ -18,7 +18,7 @@ from typing import Any
 
 from edgeconv.plugin import BadInput, Model
 
-from . import convert
+from . import convert, deploy
 from .runner import available, device_family, native_hints, resolve_hint
 
 _FLOAT_PRECISION = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
@@ -50,10 +50,6 @@ def export(model: Model, job: Any):
         ov_model, quantization = quantize(ov_model, model.io, job)
     compress = job.precision == "fp16"
     xml = Path(job.workdir) / f"{job.stem}.xml"
-    job.status("openvino.save_model")
-    ov.save_model(ov_model, str(xml), compress_to_fp16=compress)
-    files = [xml, xml.with_suffix(".bin")]
-
     core = ov.Core()
     hint = resolve_hint(job.precision, device, opts.get("precision_hint") or "auto")
     here = available(core, device)
@@ -70,6 +66,10 @@ def export(model: Model, job: Any):
         runner_options["num_streams"] = str(streams).upper()
     if opts.get("threads"):
         runner_options["inference_num_threads"] = int(opts["threads"])
+    stored = deploy.store_runtime_options(ov_model, deploy.deploy_config(runner_options))
+    job.status("openvino.save_model")
+    ov.save_model(ov_model, str(xml), compress_to_fp16=compress)
+    files = [xml, xml.with_suffix(".bin")]
     details: dict[str, Any] = {
         "device": device,
         "device_name": _device_name(core, device) if here else None,
@@ -80,8 +80,16 @@ def export(model: Model, job: Any):
         "compress_to_fp16": compress,
         "conversion": conversion,
         "ir": {"xml": xml.name, "bin": xml.with_suffix(".bin").name,
-               "bin_bytes": xml.with_suffix(".bin").stat().st_size},
+               "bin_bytes": xml.with_suffix(".bin").stat().st_size, "rt_info_runtime_options": stored},
     }
+    share = _share(core, xml, job, quantization)
+    if share is not None:
+        details["precision_share"] = share
+    if here:
+        job.status("plain compile_model(xml) check")
+        plain = deploy.plain_load_check(model, xml, model.io, job, runner_options)
+        details["plain_load"] = plain
+        _plain_warnings(job, plain, details.get("device_name"))
     if quantization is not None:
         details["quantization"] = quantization
     tools = {"openvino": ov.__version__.split("-")[0]}
@@ -101,6 +109,42 @@ def export(model: Model, job: Any):
                                              f"{', '.join(core.available_devices) or 'none'}); the IR was built "
                                              "but not verified"),
     )
+
+
+def _share(core: Any, xml: Path, job: Any, quantization: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The share of the IR's MACs at int8 / fp16 (``precision.ir_share``), read from the saved IR, judged by the rule
+    every target shares (``pass``/``reason``: under half fails the verdict)."""
+    if job.precision not in ("int8", "fp16"):
+        return None
+    from .precision import ir_share
+
+    kept = set((quantization or {}).get("ignored_names") or ())
+    share = ir_share(core.read_model(str(xml)), job.precision, kept)
+    # Not in edgeconv.plugin yet (asked for): the one rule every target's share is judged by.
+    from edgeconv.sensitivity import share_failure
+
+    why = share_failure(share)
+    share.update({"pass": why is None, "reason": why})
+    if why:
+        reverted = ((quantization or {}).get("accuracy_control") or {}).get("log") or []
+        job.warn(f"not {job.precision}: {why}" + ("; NNCF's accuracy control reverted layers to float to meet the "
+                                                  "accuracy budget" if reverted else ""))
+    return share
+
+
+def _plain_warnings(job: Any, plain: dict[str, Any], device_name: str | None) -> None:
+    """Say what a plain load does, and the settings deployment code must pass when it is not what was verified."""
+    if plain.get("same_as_verified"):
+        return
+    where = f" ({device_name})" if device_name else ""
+    config = plain["deploy_config"]
+    if plain.get("pass"):
+        job.warn(f"a plain compile_model(xml, {plain['device']!r}) computes in {plain['precision_hint']} on this "
+                 f"host{where}, not the verified {plain['verified_hint']}; it passes the fidelity contract too "
+                 f"(checked on {plain.get('samples')} samples), but to run what was verified deploy with "
+                 f"compile_model(xml, {plain['device']!r}, {config})")
+    else:
+        job.warn(f"{plain['reason']}{where}")
 
 
 def _hint_warnings(job: Any, hint: str, device: str, caps: list[str]) -> None:

@@ -18,11 +18,12 @@ built, but not verified here.
 from __future__ import annotations
 
 import contextlib
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from edgeconv.plugin import Model, ToolchainFailed, Unsupported
+from edgeconv.plugin import Model, ToolchainFailed, Unsupported, UnsupportedOperators
 
 from . import convert
 from .runner import available, device_family
@@ -51,11 +52,22 @@ def precheck(model: Model, job: Any = None) -> list[Unsupported]:
         found: list[Unsupported] = []
         try:
             found = _precheck(model, job, scratch)
+            _refuse(found, job)
             return found
         finally:  # the partial model is gone by now: its ONNX input model may go too (before the folder)
             _FRONTENDS.pop("input_model", None)
             if job is None or any(not u.fallback for u in found):
                 convert.forget()  # no exporter will reuse the file written for the check
+
+
+def _refuse(found: list[Unsupported], job: Any) -> None:
+    """Called by a conversion, hard refusals are raised here with their reasons as the hint (the core's message
+    names the nodes only; the reason -- a rank to pin, an op with no rule -- is what the user acts on)."""
+    hard = [u for u in found if not u.fallback]
+    if hard and job is not None:
+        reasons = list(dict.fromkeys(f"{u.node} ({u.op_type}): {u.reason}" for u in hard))
+        raise UnsupportedOperators("openvino", [(u.node, u.op_type) for u in hard], stage="precheck",
+                                   hint="; ".join(reasons[:3]))
 
 
 def _precheck(model: Model, job: Any, scratch: Path) -> list[Unsupported]:
@@ -84,7 +96,12 @@ def _precheck(model: Model, job: Any, scratch: Path) -> list[Unsupported]:
             job.warn(f"OpenVINO device {device} is not on this host (available: {', '.join(core.available_devices)}): "
                      "operator support on it was not checked, and the IR cannot be verified here")
         return []
-    return query(core, ov_model, device)
+    found = query(core, ov_model, device)
+    if model.form == "onnx" and any(not u.fallback for u in found):
+        # ops every device runs (Identity, Squeeze, If) refused: a node inside failed to convert (a Conv of unknown
+        # rank in an If branch); the full conversion names it
+        found = _real_causes(convert.onnx_file(model, scratch), model.obj, found)
+    return found
 
 
 def known_wrong(graph: Any) -> list[Unsupported]:
@@ -173,4 +190,61 @@ def _onnx_partial(model: Model, scratch: Path) -> tuple[Any, list[Unsupported]]:
         name = (node.name or node.output[0]) if node is not None else op.get_friendly_name()
         qualified = f"{domain}::{op_type}" if domain and domain != "ai.onnx" else op_type
         missing.append(Unsupported(name, qualified, f"OpenVINO's ONNX frontend has no conversion rule for {qualified}"))
+    if missing:
+        missing = _real_causes(path, model.obj, missing)
     return partial, missing
+
+
+_NODE = re.compile(r"While validating ONNX node '<Node\((\w+)\): ([^>]*)>'")
+
+
+def _real_causes(path: Path, proto: Any, missing: list[Unsupported]) -> list[Unsupported]:
+    """The nodes whose conversion failed, named with the frontend's reason, in place of the framework nodes that
+    merely surround them.
+
+    ``convert_partially`` leaves a framework node for a node it has no rule for, but also for nodes whose
+    conversion *failed* and for what depends on them: a ``Conv`` of unknown rank inside an ``If`` branch showed as
+    "no conversion rule for Identity / Squeeze / If". A full ``convert`` says which node failed and why; its
+    summary also lists the ops with no rule at all, which stay in the list."""
+    fe = _onnx_frontend()
+    try:
+        fe.convert(fe.load(str(path)))
+        return missing
+    except Exception as exc:
+        text = str(exc)
+    failed = []
+    for _op, msg in convert._DETAIL.findall(text):
+        m = _NODE.search(msg)
+        if not m:
+            continue
+        op_type, node = m.groups()
+        lines = [ln.strip() for ln in msg.strip().splitlines() if ln.strip()]
+        useful = [ln for ln in lines if not ln.startswith(("Check ", "Exception happened", "FrontEnd API failed", "While ",
+                                                           "[ONNX Frontend]"))]
+        why = (useful or lines or ["its conversion failed"])[-1][:200]
+        node, holder = _find(proto.graph, node)
+        reason = f"OpenVINO's ONNX frontend cannot convert it: {why}"
+        if holder:
+            reason += f" (it sits inside the subgraph of {holder})"
+        if "rank" in why.lower():
+            reason += "; pin the input shapes (--input-shape) so that its rank is known, or simplify the graph"
+        failed.append(Unsupported(node, op_type, reason))
+    if not failed:
+        return missing
+    no_rule = {o.strip() for kind, ops in convert._SUMMARY.findall(text) if kind.startswith("No") for o in ops.split(",")}
+    kept = [u for u in missing if u.op_type.split("::")[-1] in no_rule or f"{u.op_type}-" in " ".join(no_rule)]
+    return failed + kept
+
+
+def _find(graph: Any, key: str, owner: str | None = None) -> tuple[str, str | None]:
+    """The ONNX node OpenVINO calls ``key`` (its name, or its output's: the frontend uses either) and the control-flow
+    node whose subgraph holds it (None: the main graph, or not found)."""
+    for node in graph.node:
+        if node.name == key or key in node.output:
+            return node.name or key, owner
+        for attr in node.attribute:
+            for g in ([attr.g] if attr.type == 5 else []) + list(attr.graphs):
+                name, found = _find(g, key, owner or f"{node.op_type} {node.name or node.output[0]!r}")
+                if found:
+                    return name, found
+    return key, None

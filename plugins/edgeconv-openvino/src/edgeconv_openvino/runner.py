@@ -82,8 +82,11 @@ class OVRunner(Runner):
 
     def __init__(self, model: Model, threads: int | None = None, device: str = "CPU", precision_hint: str = "f32",
                  performance_hint: str = "latency", num_streams: Any = None, inference_num_threads: int | None = None,
-                 **options: Any) -> None:
+                 plain: bool = False, **options: Any) -> None:
         super().__init__(model, **options)
+        # plain: compile as a deployment's plain ``core.compile_model(xml, device)`` does, with no properties at all
+        # (the device's own defaults: bf16 on a CPU with AVX512-BF16 or AMX unless the IR says otherwise)
+        self.plain = bool(plain)
         self.device = device
         self.precision_hint = precision_hint
         self.performance_hint = performance_hint
@@ -101,7 +104,8 @@ class OVRunner(Runner):
             raise ToolchainMissing(f"OpenVINO device {self.device} is not available on this host "
                                    f"(available: {', '.join(core.available_devices) or 'none'})",
                                    file=self.model.path, stage="verify")
-        config = compile_config(self.device, self.precision_hint, self.performance_hint, self.num_streams, self.threads)
+        config = ({} if self.plain else
+                  compile_config(self.device, self.precision_hint, self.performance_hint, self.num_streams, self.threads))
         try:
             self.compiled = core.compile_model(str(self.model.path), self.device, config)
         except Exception as exc:
@@ -138,7 +142,8 @@ class OVRunner(Runner):
             "device_name": _device_name(core, self.device),
             "execution_devices": list(prop("EXECUTION_DEVICES") or []),
             "precision_hint": hint,
-            "precision_hint_requested": self.precision_hint,
+            "precision_hint_requested": None if self.plain else self.precision_hint,
+            **({"plain_load": True} if self.plain else {}),
             "performance_hint": str(perf) if perf is not None else None,
             "streams": _int(prop("NUM_STREAMS")),
             "threads": _int(prop("INFERENCE_NUM_THREADS")) or (os.cpu_count() if device_family(self.device) == "CPU" else None),
