@@ -130,7 +130,7 @@ def hand_onnxruntime(prep: dict[str, Any]) -> dict[str, dict[str, Any]]:
 # -- edgeconv auto ------------------------------------------------------------------------
 def edgeconv_auto(prep: dict[str, Any], target: str, runs: int) -> dict[str, Any]:
     from edgeconv.auto import convert_auto
-    from edgeconv.pipeline import load_artifact
+    from edgeconv.artifacts import open_artifact as load_artifact
     from edgeconv.verify.runners import make_runner
 
     out = prep["work"] / f"auto-{target}"

@@ -200,7 +200,7 @@ def litert_call(path: Path, x: np.ndarray, threads: int) -> Callable[[], Any]:
 def runner_call(art_dir: Path, x: np.ndarray, threads: int) -> Callable[[], Any]:
     from edgeconv_tflite.runner import LiteRTRunner
 
-    from edgeconv.pipeline import load_artifact
+    from edgeconv.artifacts import open_artifact as load_artifact
 
     model, manifest = load_artifact(art_dir)
     runner = LiteRTRunner(model, threads=threads, **(manifest.get("runner_options") or {}))

@@ -106,7 +106,7 @@ def dataset(spec: Spec, kind: str, n: int) -> Path:
 def convert_one(spec: Spec, target: str, precision: str, out: Path, *, n_verify: int, n_calib: int,
                 runs: int) -> dict[str, Any]:
     from edgeconv.errors import EdgeconvError, UnsupportedOperators
-    from edgeconv.pipeline import convert
+    from edgeconv import convert
     from edgeconv.testing.corpus import path
 
     src = path(spec.source, spec.member)
@@ -378,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     import edgeconv
-    from edgeconv.pipeline import versions
+    from edgeconv.reporting import versions
 
     all_specs = specs()
     models = [all_specs[m] for m in args.models.split(",")]

@@ -9,11 +9,14 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from edgeconv.auto import convert_auto  # noqa: E402
+from edgeconv import bench, convert  # noqa: E402
 from edgeconv.errors import BadInput  # noqa: E402
-from edgeconv.pipeline import bench, convert  # noqa: E402
 from edgeconv.report import Budgets  # noqa: E402
 from test_sensitivity import outlier_files  # noqa: E402
+
+
+def convert_auto(source, target, **kwargs):
+    return convert(source, target, precision="auto", **kwargs)
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from edgeconv.data import load_dataset
 from edgeconv.errors import EdgeconvError
 from edgeconv.model import IOContract, TensorSpec, parse_input_shapes
 from edgeconv.onnx_tools import from_proto, read
-from edgeconv.pipeline import read_manifest
+from edgeconv.manifest import read as read_manifest
 from edgeconv.plugins import registry
 from edgeconv.report import parse_ms, parse_pp, parse_size
 

@@ -16,7 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgeconv.builtins import onnx_import
 from edgeconv.errors import BadInput
-from edgeconv.pipeline import convert, load
+from edgeconv import convert, load
 
 
 def _model(nodes, inputs, outputs, inits=(), opset=13):

@@ -8,7 +8,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgeconv.errors import BadInput
-from edgeconv.pipeline import convert
+from edgeconv import convert
 
 
 def _qdq_model(path):

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from edgeconv.errors import UnsupportedOperators
-from edgeconv.pipeline import convert, load
+from edgeconv import convert, load
 from edgeconv.testing import ocr
 from edgeconv.testing.corpus import fetch, path
 

@@ -176,7 +176,7 @@ def test_keep_float_option_parsing():
 
 def test_onnxruntime_keep_float_fixes_the_broken_layer(tmp_path):
     """Plain int8 fails; keep_float=conv2 (nodes_to_exclude + its input's Q/DQ removed) passes."""
-    from edgeconv.pipeline import convert
+    from edgeconv import convert
     from edgeconv.report import Budgets
 
     f = outlier_files(tmp_path)
@@ -199,7 +199,7 @@ def test_onnxruntime_keep_float_fixes_the_broken_layer(tmp_path):
 
 
 def test_keep_float_unknown_node_is_one_line_error(tmp_path, digits):
-    from edgeconv.pipeline import convert
+    from edgeconv import convert
 
     with pytest.raises(BadInput, match=r"no node 'conv9'.*did you mean 'conv\d'"):
         convert(str(digits["model"]), "onnxruntime", precision="int8", calibration=str(digits["calib"]),

@@ -183,7 +183,7 @@ def through_edgeconv(folder: Path, target: str, data: tuple[list[str], list[Any]
     import edgeconv
     from edgeconv.errors import EdgeconvError, UnsupportedOperators
     from edgeconv.model import IOContract
-    from edgeconv.pipeline import load_artifact
+    from edgeconv.artifacts import open_artifact as load_artifact
     from edgeconv.verify import runners
     from edgeconv.verify.fidelity import adapt_inputs, adapt_outputs
 

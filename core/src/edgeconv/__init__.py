@@ -13,41 +13,40 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
+from ._version import __version__  # noqa: E402
 from .hookspecs import hookimpl  # noqa: E402  (pluggy only: cheap)
 
 if TYPE_CHECKING:
     from .model import Model
-    from .pipeline import Result
+    from .records import Result
 
 __all__ = ["__version__", "bench", "convert", "hookimpl", "inspect", "load", "verify"]
 
 
 def convert(source: Any, target: str = "onnxruntime", **kwargs: Any) -> Result:
-    """Convert ``source`` for ``target`` and verify it; see ``edgeconv.pipeline.convert``."""
-    from .pipeline import convert as _convert
+    """Convert ``source`` for ``target`` and verify it; see ``edgeconv.api.convert``."""
+    from .api import convert as _convert
 
     return _convert(source, target, **kwargs)
 
 
 def verify(source: Any, artifact: Any, **kwargs: Any) -> Result:
-    """Verify an existing artifact against its source; see ``edgeconv.pipeline.verify``."""
-    from .pipeline import verify as _verify
+    """Verify an existing artifact against its source; see ``edgeconv.api.verify``."""
+    from .api import verify as _verify
 
     return _verify(source, artifact, **kwargs)
 
 
 def bench(model: Any, **kwargs: Any) -> dict[str, Any]:
-    """Latency and peak memory of a model or artifact; see ``edgeconv.pipeline.bench``."""
-    from .pipeline import bench as _bench
+    """Latency and peak memory of a model or artifact; see ``edgeconv.api.bench``."""
+    from .api import bench as _bench
 
     return _bench(model, **kwargs)
 
 
 def load(source: Any, **kwargs: Any) -> Model:
-    """Import a model and read its IO contract; see ``edgeconv.pipeline.load``."""
-    from .pipeline import load as _load
+    """Import a model and read its IO contract; see ``edgeconv.api.load``."""
+    from .api import load as _load
 
     return _load(source, **kwargs)
 

@@ -35,11 +35,31 @@ def _first_samples(npz: Path, dest: Path, n: int) -> Path:
     return dest
 
 
-def run_demo(output: Path | None = None, runs: int = 50,
-             status: Callable[[str], None] | None = None) -> tuple[list[dict[str, Any]], int]:
-    from .pipeline import convert
+def _ready_cells() -> list[tuple[str, str, Any]]:
     from .plugins import registry
 
+    return [(name, precision, target) for name, target in sorted(registry().targets.items()) if not target.missing()
+            for precision in PRECISIONS if precision in target.precisions]
+
+
+def check_output(output: Path | None, force: bool) -> None:
+    """``demo -o DIR``: the result folders it would write must not exist yet, unless ``--force``."""
+    from .errors import BadInput
+
+    if output is None or force:
+        return
+    taken = [f"digits-{n}-{p}" for n, p, _t in _ready_cells() if (Path(output) / f"digits-{n}-{p}").exists()]
+    if taken:
+        raise BadInput(f"the demo's result folders exist ({', '.join(taken[:3])}{', ...' if len(taken) > 3 else ''}); "
+                       "give --force to replace them", file=output, stage="output")
+
+
+def run_demo(output: Path | None = None, runs: int = 50, status: Callable[[str], None] | None = None,
+             force: bool = False) -> tuple[list[dict[str, Any]], int]:
+    from .api import convert
+    from .plugins import registry
+
+    check_output(output, force)
     say = status or (lambda msg: None)
     sample = sample_files()
     reports: list[dict[str, Any]] = []
@@ -61,7 +81,7 @@ def run_demo(output: Path | None = None, runs: int = 50,
                 try:
                     result = convert(
                         sample["model"], name, precision=precision, calibration=sample["calib"],
-                        data=data, output=base / f"digits-{name}-{precision}", force=True,
+                        data=data, output=base / f"digits-{name}-{precision}", force=force or output is None,
                         runs=runs, memory=False, status=lambda m, n=name, p=precision: say(f"{n} {p}: {m}"),
                     )
                 except EdgeconvError as exc:

@@ -44,7 +44,7 @@ def _brief(st: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_doctor() -> dict[str, Any]:
-    from . import __version__
+    from ._version import __version__
 
     host = {
         "edgeconv": __version__,

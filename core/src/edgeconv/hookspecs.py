@@ -22,11 +22,8 @@ import pluggy
 if TYPE_CHECKING:
     import typer
 
-    from .pipeline import StageCall
-    from .records import DeviceCatalogue, Importer, Pass, RunnerSpec, Target
+    from .records import Comparator, DeviceCatalogue, Importer, Metric, Pass, RunnerSpec, StageCall, Target
     from .toolchain import Toolchain
-    from .verify.comparators import Comparator
-    from .verify.metrics import Metric
 
 hookspec = pluggy.HookspecMarker("edgeconv")
 hookimpl = pluggy.HookimplMarker("edgeconv")

@@ -20,12 +20,10 @@ import base64
 import datetime as _dt
 import html
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from ._version import __version__
 from .errors import BadInput, ToolchainMissing
 from .report import DEMO_SCHEMA, MANIFEST_SCHEMA, SCHEMA, human_size
 
@@ -94,24 +92,17 @@ def variants(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 # -- output -------------------------------------------------------------------------------
-def write_html(doc: dict[str, Any], out: str | Path) -> Path:
-    """Render ``doc`` and write the page atomically (a temporary file renamed into place)."""
-    page = render_html(doc)
-    out = Path(out)
+def write_html(doc: dict[str, Any], out: str | Path, *, force: bool = False, inputs: Any = ()) -> Path:
+    """Render ``doc`` and write the page atomically, never over an existing file without ``force`` or over an
+    input (``edgeconv.output.write_file``). A report whose fields are not what edgeconv writes is bad input."""
+    from .output import write_file
+
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(page)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, out)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    except OSError as exc:
-        raise BadInput(f"cannot write the HTML report ({exc.strerror or exc})", file=out, stage="report") from None
-    return out
+        page = render_html(doc)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise BadInput(f"not a well-formed edgeconv report ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})",
+                       file=str(out), stage="report") from None
+    return write_file(Path(out), page, force=force, inputs=tuple(inputs), what="the HTML report")
 
 
 def render_html(doc: dict[str, Any]) -> str:

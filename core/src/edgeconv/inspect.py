@@ -1,4 +1,4 @@
-"""``edgeconv inspect``: the IO contract, the operator histogram, per-target support."""
+"""``edgeconv inspect``: the IO contract, the operator histogram, per-target support, the suggested task check."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from .records import load_ref
 
 def inspect_model(source: Any, *, input_shapes: Any = None, source_form: str | None = None,
                   options: dict[str, Any] | None = None) -> dict[str, Any]:
-    from .pipeline import find_route, load
+    from .request import profiles
+    from .stages.importing import load
+    from .stages.routing import find_route
 
-    model = load(source, input_shapes=input_shapes, source_form=source_form, options=options)
+    model = load(source, profiles=profiles(input_shapes), source_form=source_form, options=options)
     out: dict[str, Any] = {
         "schema": "edgeconv.inspect/1",
         "source": str(source),
@@ -54,7 +56,19 @@ def inspect_model(source: Any, *, input_shapes: Any = None, source_form: str | N
             "fallback": [{"node": u.node, "op_type": u.op_type, "reason": u.reason} for u in found if u.fallback],
         }
     out["targets"] = support
+    out["suggested_task"] = suggested_task(model.io)
     return out
+
+
+def suggested_task(io: Any) -> dict[str, Any] | None:
+    """The task check (``--task``) the outputs' shapes suggest, with the reason, and any other that fits; None when
+    none fits (the per-output and per-slice comparison still apply)."""
+    from .verify.comparators import suggest
+
+    found = [s for s in suggest(io) if s.get("reason")]
+    if not found:
+        return None
+    return {**found[0], "others": found[1:]}
 
 
 def _numel(t) -> int:

@@ -177,7 +177,27 @@ def parse_input_shapes(specs: list[str] | tuple[str, ...] | None) -> dict[str, l
                 stage="options",
             )
         out[name] = shapes
+    check_shape_sizes(out)
     return out
+
+
+MAX_DIM = 1 << 20  # one axis: a million
+MAX_ELEMENTS = 1 << 30  # one input: 4 GiB of float32
+
+
+def check_shape_sizes(profiles: dict[str, list[tuple[int, ...]]]) -> None:
+    """Refuse absurd shapes before anything allocates them: an axis over a million, or an input of over 2**30
+    elements (4 GiB as float32), is a typo, not a model (it used to end in a MemoryError or a kill)."""
+    import math
+
+    for name, shapes in profiles.items():
+        for shape in shapes:
+            if len(shape) > 16:
+                raise BadInput(f"--input-shape {name}: rank {len(shape)} is more than 16 axes", stage="options")
+            big = [d for d in shape if d > MAX_DIM]
+            if big or math.prod(shape) > MAX_ELEMENTS:
+                raise BadInput(f"--input-shape {name}:{','.join(map(str, shape))} is too large (an axis over "
+                               f"{MAX_DIM:,} or over {MAX_ELEMENTS:,} elements in all)", stage="options")
 
 
 def pinned_shapes(profiles: dict[str, list[tuple[int, ...]]]) -> dict[str, tuple[int, ...]]:

@@ -30,7 +30,7 @@ What is here, by the job it serves:
   ``check_models``;
 - child processes: ``resolve_toolchain`` / ``ToolchainEnv`` (a vendor's isolated environment);
 - small helpers: ``did_you_mean``, ``keep_float_option``, ``brief``, ``format_shape``, ``guess_layout``,
-  ``quiet_tensorflow``.
+  ``quiet_tensorflow``, ``quiet_onnxruntime``.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ from .onnx_tools import (
 from .onnx_tools import graphs as onnx_graphs
 from .onnx_tools import read as read_onnx
 from .onnx_tools import save as save_onnx
-from .quiet import quiet_tensorflow
+from .quiet import quiet_onnxruntime, quiet_tensorflow
 from .records import (
     Artifact,
     Comparator,
@@ -121,6 +121,7 @@ __all__ = [
     "onnx_graphs",
     "ort_tool_cwd",
     "pin_shapes",
+    "quiet_onnxruntime",
     "quiet_tensorflow",
     "random_dataset",
     "read_onnx",

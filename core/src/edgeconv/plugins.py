@@ -9,15 +9,22 @@ every other plugin keeps working. Environment variables:
 - ``EDGECONV_DISABLE_PLUGINS``: comma-separated plugins to block (built-ins included,
   e.g. ``edgeconv.builtins.onnxruntime``).
 - ``EDGECONV_TRACE_PLUGINS=1``: print every hook call (pluggy's tracing).
+- ``EDGECONV_PLUGIN_IMPORT_TIMEOUT``: seconds one plugin's import may take (default 20); a plugin that hangs
+  longer is recorded as broken.
+
+A plugin declares the plugin API version it was written against (``EDGECONV_API = "1.0"`` in its hooks module,
+see ``edgeconv.plugin``); a plugin for another major version, or a newer minor one, is recorded as broken with
+both versions named. What a plugin prints while it loads goes to stderr (stdout carries ``--json`` documents).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +32,17 @@ import pluggy
 
 from . import hookspecs
 from .errors import BadInput, ToolchainMissing
-from .records import KNOWN_TARGETS, Comparator, DeviceCatalogue, Importer, Metric, Pass, RunnerSpec, Target, did_you_mean
+from .records import (
+    KNOWN_TARGETS,
+    Comparator,
+    DeviceCatalogue,
+    Importer,
+    Metric,
+    Pass,
+    RunnerSpec,
+    Target,
+    did_you_mean,
+)
 from .toolchain import Toolchain
 
 ENTRY_POINT_GROUP = "edgeconv"
@@ -36,7 +53,6 @@ DEFAULT_PLUGINS = (
     "edgeconv.builtins.onnxruntime",
     "edgeconv.builtins.torch",
     "edgeconv.builtins.tensorflow",
-    "edgeconv.builtins.toolchain",
 )
 
 REGISTER_HOOKS = ("register_importers", "register_passes", "register_targets", "register_runners",
@@ -139,7 +155,7 @@ def load_plugins() -> None:
     for name in blocked:
         pm.set_blocked(name)
         _blocked.add(name)
-    from . import __version__
+    from ._version import __version__
 
     for module in DEFAULT_PLUGINS:
         info = PluginInfo(module, "edgeconv", __version__, module, builtin=True)
@@ -177,9 +193,12 @@ def entry_points(group: str) -> list[EntryPoint]:
 
     found: list[EntryPoint] = []
     seen: set[str] = set()
+    cwd = os.getcwd()
     for entry in sys.path:
+        if not entry or entry == "." or os.path.abspath(entry) == cwd:
+            continue  # the working folder is the user's, not an installation: no plugin is read from it
         try:
-            names = os.listdir(entry or ".")
+            names = os.listdir(entry)
         except OSError:
             continue
         for folder in names:
@@ -190,7 +209,7 @@ def entry_points(group: str) -> list[EntryPoint]:
             if key in seen:
                 continue
             seen.add(key)
-            path = os.path.join(entry or ".", folder, "entry_points.txt")
+            path = os.path.join(entry, folder, "entry_points.txt")
             try:
                 with open(path, encoding="utf-8") as f:
                     text = f.read()
@@ -205,7 +224,7 @@ def entry_points(group: str) -> list[EntryPoint]:
             except configparser.Error:
                 continue
             if parser.has_section(group):
-                name = _dist_name(os.path.join(entry or ".", folder, "METADATA")) or dist
+                name = _dist_name(os.path.join(entry, folder, "METADATA")) or dist
                 for ep_name, value in parser.items(group):
                     found.append(EntryPoint(ep_name, value.strip(), name, version))
     return found
@@ -224,6 +243,50 @@ def _dist_name(metadata: str) -> str | None:
     return None
 
 
+class _ImportTimeout(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def _bounded(seconds: float) -> Iterator[None]:
+    """Interrupt a plugin import that takes longer than ``seconds`` (main thread only; elsewhere unbounded)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def _expired(signum, frame):
+        raise _ImportTimeout(f"its import did not finish within {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, _expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def check_api(module: Any) -> str | None:
+    """Why ``module`` cannot be used with this core's plugin API, or None (docs/hooks.md: the versioned contract)."""
+    from .plugin import API_VERSION
+
+    declared = getattr(module, "EDGECONV_API", None)
+    if declared is None:
+        return None  # undeclared: taken as the current version (a plugin that predates the declaration)
+    try:
+        major, minor = (int(x) for x in str(declared).split(".")[:2])
+        core_major, core_minor = (int(x) for x in API_VERSION.split(".")[:2])
+    except ValueError:
+        return f"EDGECONV_API = {declared!r} is not MAJOR.MINOR"
+    if major != core_major or minor > core_minor:
+        return (f"written for the plugin API {declared}; this edgeconv offers {API_VERSION} (install a version of "
+                "the plugin made for it)")
+    return None
+
+
 def _import_and_register(info: PluginInfo, load: Callable[[], Any], blocked: set[str]) -> None:
     if info.name in blocked or info.dist in blocked:
         return
@@ -233,11 +296,24 @@ def _import_and_register(info: PluginInfo, load: Callable[[], Any], blocked: set
         _plugins[f"{info.name} ({info.dist})"] = info
         return
     _plugins[info.name] = info
-    try:
-        module = load()
+    timeout = float(os.environ.get("EDGECONV_PLUGIN_IMPORT_TIMEOUT") or 20)
+    try:  # one bad plugin must not take the CLI down: an error, an exit or an interrupt at import, or a hang
+        with contextlib.redirect_stdout(sys.stderr), _bounded(timeout):
+            module = load()
+        why = check_api(module)
+        if why:
+            info.error, info.stage = why, "api"
+            return
         pm.register(module, name=info.name)
-    except Exception as exc:  # one bad plugin must not take the CLI down
+    except (Exception, SystemExit, KeyboardInterrupt) as exc:  # noqa: BLE001
         info.error, info.stage = _short_error(exc), "import"
+
+
+def record_broken(name: str, stage: str, exc: BaseException) -> None:
+    """Record that plugin ``name`` failed in ``stage`` (e.g. its ``register_commands``)."""
+    info = _plugins.get(name)
+    if info is not None:
+        info.error, info.stage = _short_error(exc), stage
 
 
 def register_plugin(obj: Any, name: str, *, dist: str = "<in-process>", version: str = "") -> None:
@@ -260,7 +336,7 @@ def refresh() -> None:
     global _registry
     _registry = None
     for info in _plugins.values():
-        if info.stage and info.stage != "import" and info.stage != "register":
+        if info.stage and info.stage not in ("import", "register", "api", "register_commands"):
             info.error = info.stage = None
 
 
@@ -289,8 +365,9 @@ def registry() -> Registry:
             label = f"{info.dist} ({name})" if info and not info.builtin else name
             collected: list[Any] = []
             try:
-                impl.function(register=collected.append)
-            except Exception as exc:
+                with contextlib.redirect_stdout(sys.stderr):
+                    impl.function(register=collected.append)
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - the plugin is broken, the others work
                 if info is not None:
                     info.error, info.stage = _short_error(exc), hook_name
                 continue

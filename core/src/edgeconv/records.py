@@ -43,13 +43,20 @@ KNOWN_TARGETS: dict[str, tuple[str, str, str]] = {
 
 
 def load_ref(ref: Ref) -> Callable[..., Any]:
-    """Resolve a lazy ``"module:attr"`` reference (imports the module now)."""
+    """Resolve a lazy ``"module:attr"`` reference (imports the module now). A reference that cannot be resolved is
+    the registering plugin's fault: ``ToolchainFailed`` (exit 4) naming it, never a traceback."""
     if callable(ref):
         return ref
+    from .errors import ToolchainFailed
+
     module, _, attr = ref.partition(":")
-    obj: Any = importlib.import_module(module)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
+    try:
+        obj: Any = importlib.import_module(module)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise ToolchainFailed(f"{ref} cannot be loaded ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); "
+                              "the plugin that registered it is broken", stage="plugin") from exc
     return obj
 
 
@@ -374,6 +381,13 @@ class Job:
         if message not in self.warnings:
             self.warnings.append(message)
 
+    def fork(self, **changes: Any) -> Job:
+        """A job for one build from this preparation's job: its own warnings and hand-off state (copies), the same
+        calibration set (loaded once)."""
+        import dataclasses
+
+        return dataclasses.replace(self, **{"warnings": list(self.warnings), "state": dict(self.state), **changes})
+
     def calibration(self) -> Dataset:
         """The calibration set (loaded once). Required: INT8 without it is an error."""
         if self._calib is not None:
@@ -392,3 +406,31 @@ class Job:
         else:
             self._calib = load_dataset(src, self.source_io, what="--calib", limit=limit, preprocess=self.preprocess)
         return self._calib
+
+
+@dataclass
+class Result:
+    """What ``edgeconv.convert`` / ``verify`` return: the report (schema ``edgeconv.report/1``), the artifact folder
+    and the exit code (0 pass, 1 verification or a budget failed; errors raise ``EdgeconvError``)."""
+
+    report: dict[str, Any]
+    artifact: Path | None
+    exit_code: int
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+@dataclass
+class StageCall:
+    """What the ``run_stage`` hook receives: the stage's work, and where to put its timing."""
+
+    stage: str
+    work: Callable[[], Any]
+    timings: dict[str, float]
+    ran: bool = False
+
+    def run(self) -> Any:
+        self.ran = True
+        return self.work()

@@ -1,4 +1,5 @@
-"""The report (schema ``edgeconv.report/1``): budgets, verdict, and the terminal table."""
+"""The report's schema names, budgets, and the plain formatting both reports share (``edgeconv.cli.render`` prints
+it in a terminal, ``edgeconv.html_report`` as a page)."""
 
 from __future__ import annotations
 
@@ -97,69 +98,6 @@ def human_size(n: int | None) -> str:
     return str(n)
 
 
-def render(report: dict[str, Any], console) -> None:
-    """Print one conversion's report as rich tables."""
-    from rich.markup import escape as e
-    from rich.table import Table
-
-    verdict = report.get("verdict", {})
-    colour = {"pass": "green", "fail": "red"}.get(verdict.get("status"), "yellow")
-    art = report.get("artifact") or {}
-    route = " -> ".join(report.get("route") or [])
-    console.print(
-        f"[bold]{e(report['source']['path'])}[/] -> [bold]{report['target']}[/] {report['precision']}"
-        + (" (--precision auto)" if report.get("precision_requested") == "auto" else "")
-        + f"  ({e(route)})  [{colour}]{verdict.get('status', '?').upper()}[/]"
-        + (f": {e(verdict['reason'])}" if verdict.get("reason") else "")
-    )
-    if art:
-        src_size = report["source"].get("size_bytes")
-        ratio = f" ({art['size_bytes'] / src_size:.2f}x source)" if src_size and art.get("size_bytes") else ""
-        console.print(f"artifact: {e(str(art.get('path')))}  {human_size(art.get('size_bytes'))}{ratio}")
-    fid = report.get("fidelity") or []
-    if fid:
-        t = Table(title="fidelity (artifact vs source)", title_justify="left")
-        for col in ("output", "shape", "cosine", "max abs", "mean abs", "SQNR dB", "top-1", "ok"):
-            t.add_column(col, justify="right" if col not in ("output", "shape") else "left")
-        for f in fid:
-            top = (f.get("topk_agreement") or {}).get("top1")
-            t.add_row(
-                f["name"],
-                "x".join(map(str, f["shape"])),
-                _fmt(f.get("cosine"), ".6f"),
-                _fmt(f.get("max_abs"), ".3g"),
-                _fmt(f.get("mean_abs"), ".3g"),
-                _fmt(f.get("sqnr_db"), ".1f"),
-                _fmt(top, ".3f"),
-                "[green]yes[/]" if f["pass"] else f"[red]no[/] {e('; '.join(f['failures']))}",
-            )
-        console.print(t)
-    acc = report.get("accuracy")
-    lat = report.get("latency_ms")
-    t = Table(show_header=True, title="measurements", title_justify="left")
-    for col in ("what", "source", "artifact", "ratio"):
-        t.add_column(col, justify="left" if col == "what" else "right")
-    if acc:
-        t.add_row("accuracy (%)", f"{acc['source'] * 100:.2f}", f"{acc['artifact'] * 100:.2f}", f"drop {acc['drop_pp']:+.2f} pp")
-    if lat:
-        src = (report.get("source_latency_ms") or {}).get("p50")
-        ratio = f"{lat['p50'] / src:.2f}x" if src else ""
-        t.add_row("latency p50 (ms)", _fmt(src, ".3f"), f"{lat['p50']:.3f}", ratio)
-        t.add_row("latency p90/p99 (ms)", "", f"{lat['p90']:.3f} / {lat['p99']:.3f}", f"{lat['runs']} runs")
-    if report.get("peak_rss_bytes"):
-        mem = report.get("memory") or {}
-        t.add_row("peak RSS", "", human_size(report["peak_rss_bytes"]), f"model {human_size(mem.get('model_rss_bytes'))}")
-    if t.row_count:
-        console.print(t)
-    if report.get("auto"):
-        render_auto(report["auto"], console)
-    for name, b in (report.get("budgets") or {}).items():
-        mark = "[green]pass[/]" if b["pass"] else "[red]FAIL[/]"
-        console.print(f"budget {name}: {b['value']} <= {b['limit']}: {mark}" + (f" ({b['proxy']})" if b.get("proxy") else ""))
-    for w in report.get("warnings") or []:
-        console.print(f"[yellow]warning:[/] {e(w)}")
-
-
 def auto_rows(auto: dict[str, Any]) -> list[list[str]]:
     """One row per ``--precision auto`` candidate: the numbers it was judged by, its verdict per budget."""
     rows = []
@@ -185,50 +123,5 @@ def auto_rows(auto: dict[str, Any]) -> list[list[str]]:
 AUTO_COLUMNS = ("candidate", "size", "acc. drop", "cosine", "p50 ms", "runner settings", "budgets", "verdict")
 
 
-def render_auto(auto: dict[str, Any], console) -> None:
-    from rich.markup import escape as e
-    from rich.table import Table
-
-    t = Table(title=f"--precision auto: candidates (accuracy budget {auto.get('accuracy_budget_pp')} pp, "
-                    f"{auto.get('accuracy_budget_source')})", title_justify="left")
-    for col in AUTO_COLUMNS:
-        t.add_column(col, justify="right" if col in ("size", "acc. drop", "cosine", "p50 ms") else "left")
-    for row in auto_rows(auto):
-        t.add_row(*(e(x) for x in row))
-    console.print(t)
-    sens = auto.get("sensitivity")
-    if sens:
-        top = ", ".join(f"{r['node']} ({r['sqnr_db']:.1f} dB)" for r in (sens.get("ranked") or [])[:5])
-        console.print(f"sensitive layers (alone in int8, output SQNR): {e(top)}")
-        console.print(f"kept in float: {e(', '.join(sens.get('keep_float') or []) or 'none found')} "
-                      f"after {len(sens.get('trials') or [])} trial build(s)")
-    console.print(f"[bold]winner:[/] {e(auto.get('why') or '')}")
-
-
 def _fmt(v: float | None, spec: str) -> str:
     return "-" if v is None else format(v, spec)
-
-
-def render_demo(reports: list[dict[str, Any]], console) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
-    t = Table(title="edgeconv demo: digits CNN, every ready target", title_justify="left")
-    for col in ("target", "precision", "size", "latency p50", "accuracy", "drop", "verdict"):
-        t.add_column(col, justify="left" if col in ("target", "precision", "verdict") else "right",
-                     no_wrap=col != "verdict")
-    for r in reports:
-        acc = r.get("accuracy") or {}
-        lat = r.get("latency_ms") or {}
-        status = (r.get("verdict") or {}).get("status", "?")
-        colour = {"pass": "green", "fail": "red"}.get(status, "yellow")
-        t.add_row(
-            r["target"],
-            r["precision"],
-            human_size((r.get("artifact") or {}).get("size_bytes")),
-            f"{lat['p50']:.3f} ms" if lat.get("p50") is not None else "-",
-            f"{acc['artifact'] * 100:.2f} %" if acc else "-",
-            f"{acc['drop_pp']:+.2f} pp" if acc else "-",
-            f"[{colour}]{status}[/]" + (f" {escape(str(r['verdict'].get('reason')))}" if status != "pass" and r["verdict"].get("reason") else ""),
-        )
-    console.print(t)

@@ -32,7 +32,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import worker
 from .errors import BadInput, ToolchainFailed, ToolchainMissing
+from .worker import python_argv
 
 SCHEMA = "edgeconv.toolchain/1"
 STATE_FILE = "edgeconv-toolchain.json"
@@ -237,70 +239,47 @@ class ToolchainEnv:
         return f"{self.name} ({self.source}: {where})"
 
     def environ(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        """The process environment: the environment's ``bin`` first on PATH (tools start ``python3`` scripts)."""
-        env = dict(os.environ)
-        for var in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "LD_LIBRARY_PATH"):
-            env.pop(var, None)
+        """What the environment's processes add to a child's environment (``worker.child_env``): the environment's
+        ``bin`` first on PATH (tools start ``python3`` scripts), its ``VIRTUAL_ENV``; the caller's
+        ``LD_LIBRARY_PATH`` is not passed on (the environment brings its own libraries)."""
+        env = {"LD_LIBRARY_PATH": ""}
         exe = self.argv[0]
         if self.source == "cache":
             root = env_path(self.name)
             env["VIRTUAL_ENV"] = str(root)
-            env["PATH"] = os.pathsep.join([str(root / "bin"), env.get("PATH", "")])
+            env["PATH"] = os.pathsep.join([str(root / "bin"), os.environ.get("PATH", "")])
         elif len(self.argv) == 1 and os.sep in exe:
-            env["PATH"] = os.pathsep.join([str(Path(exe).parent), env.get("PATH", "")])
-        env["PYTHONNOUSERSITE"] = "1"
+            env["PATH"] = os.pathsep.join([str(Path(exe).parent), os.environ.get("PATH", "")])
         env.update(extra or {})
         return env
 
     def command(self, args: list[str]) -> list[str]:
-        return [*self.argv, *[str(a) for a in args]]
+        """The environment's Python, isolated (``-I``: nothing from the working folder or ``PYTHON*``), on ``args``."""
+        return python_argv(self.argv, args=args)
 
     def run(self, args: list[str], *, cwd: str | Path | None = None, timeout: float | None = None,
             log: Path | None = None, env: dict[str, str] | None = None) -> dict[str, Any]:
-        """Run the environment's Python with ``args`` (an argument list; no shell). Returns ok, returncode,
-        output (stdout+stderr), seconds, argv, log. A missing interpreter is ``ToolchainMissing`` (exit 3);
-        a timeout ``ToolchainFailed`` (exit 4)."""
-        import subprocess
-
-        argv = self.command(args)
-        started = time.perf_counter()
+        """Run the environment's Python with ``args`` (``edgeconv.worker.run``: isolated, no shell, a scratch
+        folder unless ``cwd``). Returns ok, returncode, output (stdout+stderr), seconds, argv, log. A missing
+        interpreter is ``ToolchainMissing`` (exit 3); a timeout ``ToolchainFailed`` (exit 4)."""
+        what = f"{Path(str(args[0])).name if args else 'python'} in toolchain {self.name}"
         try:
-            proc = subprocess.run(argv, cwd=str(cwd) if cwd else None, capture_output=True, text=True,
-                                  errors="replace", timeout=timeout, check=False, env=self.environ(env), shell=False)
-        except FileNotFoundError:
-            raise ToolchainMissing(f"toolchain {self.describe()}: {argv[0]} not found", stage="toolchain",
-                                   hint=install_hint(self.name)) from None
-        except PermissionError:
-            raise ToolchainMissing(f"toolchain {self.describe()}: {argv[0]} is not executable",
-                                   stage="toolchain") from None
-        except subprocess.TimeoutExpired as exc:
-            text = _text(exc.stdout) + _text(exc.stderr)
-            if log is not None:
-                log.write_text("# " + shlex.join(argv) + "\n" + text)
-            raise ToolchainFailed(f"{Path(str(args[0])).name if args else argv[0]} did not finish within "
-                                  f"{timeout:g} s in toolchain {self.name}" + (f" (log: {log})" if log else ""),
-                                  stage="toolchain") from None
-        text = (proc.stdout or "") + (proc.stderr or "")
-        if log is not None:
-            log.write_text("# " + shlex.join(argv) + "\n" + text)
-        return {"ok": proc.returncode == 0, "returncode": proc.returncode, "output": text, "argv": argv,
-                "seconds": round(time.perf_counter() - started, 3), "log": str(log) if log else None}
+            done = worker.run(self.command(args), timeout=timeout, cwd=cwd, env=self.environ(env), what=what, log=log)
+        except ToolchainMissing as exc:
+            exc.cause, exc.hint = f"toolchain {self.describe()}: {exc.cause}", install_hint(self.name)
+            raise
+        except ToolchainFailed as exc:
+            exc.cause += f" (log: {log})" if log else ""
+            raise
+        return {"ok": done.ok, "returncode": done.returncode, "output": done.output, "argv": done.argv,
+                "seconds": done.seconds, "log": str(log) if log else None}
 
-    def popen(self, args: list[str], **kwargs: Any) -> Any:
-        """A long-lived process in the environment (a worker serving requests); no shell."""
-        import subprocess
-        env = self.environ(kwargs.pop("env", None))
-        try:
-            return subprocess.Popen(self.command(args), env=env, shell=False, **kwargs)
-        except FileNotFoundError:
-            raise ToolchainMissing(f"toolchain {self.describe()}: {self.argv[0]} not found", stage="toolchain",
-                                   hint=install_hint(self.name)) from None
-
-
-def _text(data: Any) -> str:
-    if data is None:
-        return ""
-    return data.decode(errors="replace") if isinstance(data, bytes) else str(data)
+    def worker(self, args: list[str], *, what: str, cwd: str | Path | None = None, owns_cwd: bool = False,
+               env: dict[str, str] | None = None) -> worker.Worker:
+        """A long-lived child in the environment serving JSON-line requests (``edgeconv.worker.Worker``); call
+        ``start(timeout)`` on it. ``owns_cwd``: ``close()`` removes ``cwd``."""
+        return worker.Worker(self.command(args), what=what, env=self.environ(env), cwd=Path(cwd) if cwd else None,
+                             owns_cwd=owns_cwd)
 
 
 def resolve(tc: Toolchain) -> ToolchainEnv:

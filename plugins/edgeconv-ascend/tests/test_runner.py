@@ -46,7 +46,7 @@ def test_in_process_runner_verifies(digits, tmp_path, ascend_plugin, fake_atc, f
     assert infers[0] == {"call": "infer", "mode": "static", "shapes": [[1, 1, 8, 8]], "dtypes": ["float32"]}
     assert log[-1] == {"call": "finalize"}
     # and `edgeconv verify` of the folder, later, the same way
-    from edgeconv.pipeline import verify
+    from edgeconv import verify
 
     v = verify(digits["model"], out, data=digits["test"], runs=2, memory=False)
     assert v.exit_code == 0 and v.report["fidelity"][0]["pass"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from edgeconv.plugin import BadInput, Runner
+from edgeconv.plugin import BadInput, Runner, quiet_onnxruntime
 
 LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
 
@@ -26,6 +26,7 @@ class OrtRunner(Runner):
     def activate(self) -> None:
         import onnxruntime as ort
 
+        quiet_onnxruntime()
         so = ort.SessionOptions()
         so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, LEVELS[self.level])
         if self.threads:

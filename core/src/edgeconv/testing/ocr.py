@@ -331,7 +331,8 @@ class ModelRunner:
 
     def __init__(self, model: str | Path, input_shapes: dict[str, tuple[int, ...]] | None = None,
                  threads: int | None = None) -> None:
-        from ..pipeline import load, load_artifact
+        from ..api import load
+        from ..artifacts import open_artifact as load_artifact
         from ..verify.runners import make_runner
 
         p = Path(model)

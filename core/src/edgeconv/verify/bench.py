@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -71,18 +70,19 @@ def peak_memory(form: str, path: Path, runner_options: dict[str, Any], feed_file
     (after importing the runner's modules, before loading the model), so that
     ``model_rss_bytes`` = peak - baseline is what the model itself costs.
     """
-    job = json.dumps({"form": form, "path": str(path), "options": runner_options, "feed": str(feed_file)})
-    proc = subprocess.run(
-        [sys.executable, "-m", "edgeconv.verify.bench", job],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"error": tail}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    from .. import worker
+    from ..errors import ToolchainFailed, ToolchainMissing
+
+    job = json.dumps({"form": form, "path": str(Path(path).absolute()), "options": runner_options,
+                      "feed": str(Path(feed_file).absolute())})
+    try:  # an isolated child in a scratch folder: nothing from the user's folder is imported (docs/security.md)
+        done = worker.run(worker.python_argv(module="edgeconv.verify.bench", args=[job]), timeout=timeout,
+                          what="the peak-memory probe")
+    except (ToolchainFailed, ToolchainMissing) as exc:
+        return {"error": exc.cause}
+    if not done.ok:
+        return {"error": f"{worker.describe_exit(done.returncode)}: {done.tail(1)}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _status_kb(field: str) -> int:

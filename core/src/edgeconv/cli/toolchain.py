@@ -1,18 +1,12 @@
-"""Built-in plugin: ``edgeconv toolchain list | install NAME | remove NAME`` (isolated toolchain environments).
-
-The environments are declared by plugins (``register_toolchains``) and built only on this explicit command; see
-``edgeconv.toolchain``. Registered through ``register_commands`` like any plugin's commands; nothing heavy is
-imported until a command runs.
-"""
-
-from __future__ import annotations
+"""``edgeconv toolchain list | install NAME | remove NAME``: the isolated toolchain environments plugins declare
+(``register_toolchains``), built only on this explicit command; see ``edgeconv.toolchain``."""
 
 import json
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
-from ..hookspecs import hookimpl
+from .common import guard
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
@@ -45,8 +39,7 @@ def _lookup(name: str):
     return tc
 
 
-@hookimpl
-def register_commands(app: typer.Typer) -> None:
+def register(app: typer.Typer) -> None:
     group = typer.Typer(help="Isolated toolchain environments that plugins declare (built only when you ask).",
                         no_args_is_help=True)
 
@@ -56,8 +49,6 @@ def register_commands(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """The declared environments: state (missing / ready / broken), Python, size on disk, versions."""
-        from ..cli import guard
-
         with guard():
             from ..doctor import toolchain_states
             from ..toolchain import stale_folders, toolchains_dir
@@ -86,14 +77,12 @@ def register_commands(app: typer.Typer) -> None:
     def install_cmd(
         name: Annotated[str, typer.Argument(help="The toolchain to build (see `edgeconv toolchain list`).")],
         force: Annotated[bool, typer.Option("--force", help="Rebuild even when it is ready (replaces it atomically).")] = False,
-        python: Annotated[str | None, typer.Option("--python", help="The base interpreter (default: found on PATH or in pyenv).")] = None,
+        python: Annotated[Optional[str], typer.Option("--python", help="The base interpreter (default: found on PATH or in pyenv).")] = None,
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would run; build nothing.")] = False,
         as_json: JsonOpt = False,
     ) -> None:
         """Build the environment NAME in the per-user cache folder: pinned, recorded, atomic."""
         import sys
-
-        from ..cli import guard
 
         with guard():
             from ..toolchain import install, plan
@@ -152,8 +141,6 @@ def register_commands(app: typer.Typer) -> None:
         name: Annotated[str, typer.Argument(help="The toolchain whose cache environment to delete.")],
     ) -> None:
         """Delete the environment NAME from the cache folder (a setting EDGECONV_TOOLCHAIN_<NAME> is left alone)."""
-        from ..cli import guard
-
         with guard():
             from ..toolchain import env_path, remove
 

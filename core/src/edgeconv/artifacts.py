@@ -1,0 +1,98 @@
+"""An existing artifact: verify it again against its source (``edgeconv verify``), or time it (``edgeconv bench``).
+
+An output folder is read through its manifest, which is checked first (``edgeconv.manifest``: file hashes, runner
+settings); ``verify`` also checks that the source given is the one the artifact was made from.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from . import manifest, reporting
+from .data import load_dataset
+from .model import Model
+from .records import Result
+from .report import SCHEMA, Budgets
+from .request import check_int, profiles, source_path
+from .stages import importing, run_stage
+from .verify.bench import latency, peak_memory
+from .verify.fidelity import verify_models
+from .verify.runners import make_runner
+
+
+def open_artifact(path: str | Path, *, input_shapes: Any = None) -> tuple[Model, dict[str, Any] | None]:
+    """An output folder (manifest checked) or a model file (imported as a source), and its manifest if any."""
+    model, record = manifest.load_artifact(path)
+    if model is None:
+        model = importing.load(path, profiles=profiles(input_shapes))
+    return model, record
+
+
+def verify(source: Any, artifact: str | Path, *, data: Any = None, precision: str | None = None,
+           input_shapes: Any = None, budgets: Budgets | None = None, thresholds: dict[str, float] | None = None,
+           runs: int = 50, threads: int | None = None, seed: int = 0, memory: bool = True,
+           label_output: str | None = None, source_form: str | None = None,
+           source_options: dict[str, Any] | None = None, task: str | None = None,
+           task_options: dict[str, Any] | None = None, state: dict[str, str] | None = None,
+           verify_samples: int | None = None, place: str | None = None) -> Result:
+    """Verify an existing artifact (an output folder or a model file) against its source."""
+    runs = check_int("--runs", runs, 1)
+    threads = check_int("--threads", threads, 1, 1024, optional=True)
+    seed = check_int("--seed", seed, 0, 2**32 - 1)
+    timings: dict[str, float] = {}
+    art, record = open_artifact(artifact)
+    if record is not None:
+        manifest.check_source(record, source_path(source))
+    src = run_stage("import", lambda: importing.load(source, profiles=profiles(input_shapes), source_form=source_form,
+                                                  options=dict(source_options or {})), timings)
+    prec = precision or (record or {}).get("precision", "fp32")
+    with tempfile.TemporaryDirectory(prefix="edgeconv-") as scratch:
+        ver = run_stage("verify", lambda: verify_models(
+            src, art, data=data, precision=prec, thresholds=thresholds, runs=runs, threads=threads, seed=seed,
+            memory=memory, scratch=Path(scratch), runner_options=(record or {}).get("runner_options"),
+            label_output=label_output, task=task, task_options=task_options, state=state,
+            verify_samples=verify_samples, place=place), timings)
+    files = [art.path.parent / f for f in record["artifact"]] if record else [art.path]
+    report: dict[str, Any] = {
+        "schema": SCHEMA,
+        "source": {"path": importing.where(source), "form": src.form, "io": src.io.to_dict()},
+        "target": (record or {}).get("target", art.form),
+        "precision": prec,
+        "route": (record or {}).get("route", [src.form, art.form]),
+        "artifact": {"path": str(art.path), "size_bytes": reporting.files_size(files), "form": art.form},
+        **ver,
+    }
+    reporting.finish(report, budgets or Budgets(), timings, report.pop("_warnings", []), {})
+    return Result(report, art.path, reporting.exit_code(report))
+
+
+def bench(model: str | Path, *, runs: int = 100, warmup: int = 10, threads: int | None = None,
+          input_shapes: Any = None, data: Any = None, seed: int = 0, memory: bool = True,
+          place: str | None = None) -> dict[str, Any]:
+    """Latency (and peak memory) of one model or artifact folder on its runner, with the settings its manifest
+    records; on a board with ``place`` (measured there)."""
+    import numpy as np
+
+    runs = check_int("--runs", runs, 1)
+    warmup = check_int("--warmup", warmup, 0)
+    threads = check_int("--threads", threads, 1, 1024, optional=True)
+    m, record = open_artifact(model, input_shapes=input_shapes)
+    ds = load_dataset(data, m.io, what="--data", seed=seed, random_samples=1)
+    feed = next(iter(ds.feeds(m.io)))[0]
+    opts = dict((record or {}).get("runner_options") or {})
+    with make_runner(m, place=place, threads=threads, **opts) as runner:
+        lat = latency(runner, feed, runs=runs, warmup=warmup)
+        info = runner.info
+    mem: dict[str, Any] = {}
+    if place is not None:  # measured where it ran, by the board half
+        mem = {k: info[k] for k in ("peak_rss_bytes", "baseline_rss_bytes", "model_rss_bytes") if k in info}
+    elif memory:
+        with tempfile.TemporaryDirectory(prefix="edgeconv-") as scratch:
+            f = Path(scratch) / "_feed.npz"
+            np.savez(f, **feed)
+            mem = peak_memory(m.form, m.path, {**opts, **({"threads": threads} if threads else {})}, f)
+    return {"schema": "edgeconv.bench/1", "model": str(model), "form": m.form, "latency_ms": lat,
+            "peak_rss_bytes": mem.get("peak_rss_bytes"), "memory": mem, "runtime": info,
+            "versions": reporting.versions()}
