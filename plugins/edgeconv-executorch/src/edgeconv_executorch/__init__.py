@@ -1,0 +1,1 @@
+"""ExecuTorch target for edgeconv (see hooks.py for what it registers, docs/targets/executorch.md)."""
