@@ -93,6 +93,7 @@ def test_digits_cnn_in_the_simulator_keeps_accuracy(rknn_env, cli, digits, tmp_p
 
 
 def test_int8_with_a_float16_layer_goes_through_hybrid_quantization(rknn_env, cli, digits, tmp_path):
+    """Node names to the toolkit's tensors: relu2 has its own; conv3 was fused into its Relu (kept through it)."""
     out = tmp_path / "hybrid"
     res, report = _convert(cli, digits["model"], out, "-p", "int8", "--calib", str(digits["calib"]),
                            "--data", str(digits["test"]), "-O", "keep_float=relu2,conv3")
@@ -147,10 +148,9 @@ def test_an_unsupported_operator_is_refused_by_the_precheck_before_the_toolkit_r
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.rknn_build.log").exists()  # no toolkit step ran
 
 
-def test_int8_that_destroys_a_channel_fails_verification(rknn_env, cli, tmp_path):
-    """y = relu(x * [1, 1000]): per-tensor int8 activations give channel 0 (range 1) a step of ~4, so it reads 0.
-    The whole output's cosine stays ~1 (channel 1 dominates); the per-channel check fails it: exit 1. At fp16 it
-    passes."""
+def _range_model(tmp_path: Path) -> tuple[Path, Path]:
+    """y = relu(x * [1, 1000]) and its calibration set: per-tensor int8 activations give channel 0 (range 1) a step
+    of ~4, so it reads 0, while the whole output's cosine stays ~1 (channel 1 dominates)."""
     from onnx import TensorProto, helper, numpy_helper
 
     k = np.ones((1, 2, 1, 1), np.float32)
@@ -162,6 +162,12 @@ def test_int8_that_destroys_a_channel_fails_verification(rknn_env, cli, tmp_path
                    [numpy_helper.from_array(k, "k")])
     calib = tmp_path / "calib.npz"
     np.savez(calib, x=np.random.default_rng(0).random((16, 2, 4, 4), dtype=np.float32))
+    return model, calib
+
+
+def test_int8_that_destroys_a_channel_fails_verification(rknn_env, cli, tmp_path):
+    """The per-channel check fails it (exit 1) where the aggregate would not; at fp16 it passes."""
+    model, calib = _range_model(tmp_path)
     ok, rep16 = _convert(cli, model, tmp_path / "fp16", "-p", "fp16")
     assert ok.exit_code == 0, ok.stderr
     res, report = _convert(cli, model, tmp_path / "int8", "-p", "int8", "--calib", str(calib))
@@ -170,6 +176,22 @@ def test_int8_that_destroys_a_channel_fails_verification(rknn_env, cli, tmp_path
     f = report["fidelity"][0]
     assert f["pass"] is False and f["cosine"] > 0.99  # the aggregate alone would have hidden it
     assert any("slice 0 of 2" in x for x in f["failures"])
+
+
+def test_keep_float_through_hybrid_quantization_rescues_the_destroyed_channel(rknn_env, cli, tmp_path):
+    """The --precision auto fallback's mechanism: both nodes in float16 (hybrid quantization) -> passes; only the
+    last one is not enough (its input t is still int8)."""
+    model, calib = _range_model(tmp_path)
+    res, report = _convert(cli, model, tmp_path / "last", "-p", "int8", "--calib", str(calib),
+                           "-O", "keep_float=relu")
+    assert res.exit_code == 1, res.stderr
+    res, report = _convert(cli, model, tmp_path / "both", "-p", "int8", "--calib", str(calib),
+                           "-O", "keep_float=scale,relu")
+    assert res.exit_code == 0, res.stderr
+    assert report["fidelity"][0]["pass"] and report["fidelity"][0]["cosine"] > 0.9999
+    assert report["artifact"]["details"]["keep_float"]["kept"] == {"scale": ["t"], "relu": ["y"]}
+    cfg = (tmp_path / "both" / "quantization.cfg").read_text()
+    assert '"t": float16' in cfg and '"y": float16' in cfg
 
 
 def test_mean_and_std_folded_in_take_uint8_pixels(rknn_env, cli, digits, tmp_path):
