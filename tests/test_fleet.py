@@ -130,7 +130,12 @@ def test_digits_matrix_same_verdicts_on_one_and_two_workers_and_on_ray(fleet, fo
     assert again.exit_code == 0 and "ran 0, kept 6 unchanged" in again.stdout
 
 
-def test_a_board_cell_runs_on_the_board_node_through_the_board(fleet, folder):
+def test_a_board_cell_runs_on_the_board_node_through_the_board(fleet, folder, monkeypatch):
+    """Also: the driver runs in a folder with a ``numpy.py`` that leaves a mark when imported; Ray would put the
+    driver's working folder on its workers' sys.path, edgeconv starts its driver elsewhere."""
+    mark = folder / "imported-from-cwd"
+    (folder / "numpy.py").write_text(f"open({str(mark)!r}, 'w').close()\nraise ImportError('not numpy')\n")
+    monkeypatch.chdir(folder)
     spec = folder / "spec.yaml"
     spec.write_text(MODEL + "targets: [onnxruntime]\nprecisions: [fp32]\nruns: 5\nboards: [{kind: loopkind}]\n")
     sessions_before = len(fleet.server.session_log("start"))
@@ -144,7 +149,7 @@ def test_a_board_cell_runs_on_the_board_node_through_the_board(fleet, folder):
     assert len(fleet.server.session_log("start")) > sessions_before  # the board itself was reached over SSH
     assert "loop1" in json.dumps(on_board["report"]["runtime"])  # the report says where the artifact ran
     assert (folder / "out" / "cells" / "digits" / "onnxruntime-fp32-on-loopkind" / "report.json").is_file()
-    assert res.exit_code == 0
+    assert res.exit_code == 0 and not mark.exists()
 
 
 def test_a_board_kind_no_node_has_fails_fast(fleet, folder):

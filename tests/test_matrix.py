@@ -275,3 +275,21 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_continues(folder):
     assert outcome.kept == len(lines) and outcome.ran == 3 - len(lines) and outcome.exit_code == 0
     assert sorted(json.loads(x)["id"] for x in (out / "results.jsonl").read_text().splitlines()) == sorted(
         c.id for c in cells_mod.plan_cells(spec).cells)
+
+
+def test_live_table_shows_each_cell_and_where_it_runs():
+    import io
+
+    stream = io.StringIO()
+    p = Progress(live=True, stream=stream)
+    rec = {"key": "k" * 64, "id": "digits/onnxruntime/int8", "status": "fail", "exit_code": 1, "error": None,
+           "seconds": 1.5, "placement": {"host": "hostA"}, "cell": {"model": "digits"},
+           "report": {"artifact": {"size_bytes": 68_000}, "latency_ms": {"p50": 0.25}, "accuracy": {"drop_pp": 1.5},
+                      "verdict": {"status": "fail", "reason": "budget"}}}
+    p.begin(["digits/onnxruntime/fp32", "digits/onnxruntime/int8"], {}, "local")
+    p.started("digits/onnxruntime/int8", "hostA pid 7", {"pid": 7})
+    p.finished(rec)
+    p.stop()
+    text = stream.getvalue()
+    assert "1/2 done" in text and "digits/onnxruntime/fp32" in text and "queued" in text
+    assert "fail" in text and "68.0 KB" in text and "0.250" in text and "+1.50" in text and "hostA" in text

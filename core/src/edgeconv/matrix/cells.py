@@ -56,6 +56,7 @@ class Cell:
     budgets: dict[str, Any] = field(default_factory=dict)  # Budgets fields, parsed
     runs: int = 50
     verify_samples: int | None = None
+    memory: bool = True
     board_kind: str | None = None
     board_name: str | None = None
     toolchains: tuple[str, ...] = ()  # isolated toolchain environments the target needs (Ray: node resources)
@@ -137,7 +138,7 @@ def _cell(spec: Spec, model: ModelEntry, target: TargetEntry, precision: str, bo
         data=str(model.data) if model.data else None, calib=str(model.calib) if model.calib else None,
         input_shapes=model.input_shapes, task=model.task, task_options=model.task_options,
         source_form=model.source_form, options=dict(target.options), budgets=budgets, runs=spec.runs,
-        verify_samples=spec.verify_samples, board_kind=board.kind if board else None,
+        verify_samples=spec.verify_samples, memory=spec.memory, board_kind=board.kind if board else None,
         board_name=board.name if board else None, toolchains=tuple(_target_info(target.name)["toolchains"]),
         hashes={k: hashes(getattr(model, k)) for k in ("source", "data", "calib")},
     )
@@ -287,6 +288,7 @@ def run_cell(cell: Cell, output: str | Path, *, inputs: dict[str, str | None] | 
                 data=paths["data"], input_shapes=cell.input_shapes, budgets=Budgets(**cell.budgets),
                 output=Path(output), force=True, options=dict(cell.options) or None, task=cell.task,
                 task_options=cell.task_options, runs=cell.runs, verify_samples=cell.verify_samples, place=place,
+                memory=cell.memory,
                 source_form=cell.source_form,
             )
     except EdgeconvError as exc:

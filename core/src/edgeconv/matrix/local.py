@@ -55,15 +55,25 @@ def _work(cell: Cell, output: str) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _cwd(folder: Path) -> Iterator[None]:
-    """Workers start here: ``spawn`` runs ``python -c ...`` in the parent's working folder, which would put the
-    user's folder first on the new interpreter's ``sys.path`` until the pool's bootstrap replaces it."""
-    old = os.getcwd()
+def isolated_start(folder: Path) -> Iterator[None]:
+    """Start children from ``folder`` with a ``sys.path`` that has neither the working folder nor the running
+    script's folder: ``spawn`` runs ``python -c ...`` in the parent's working folder (its first ``sys.path``
+    entry) and hands the parent's ``sys.path`` to the child, and Ray gives its workers the driver's working and
+    script folders; a ``numpy.py`` or ``openvino.py`` there would be imported instead of the real one. Used only
+    while children are started (the pool's submits, ``ray.init``)."""
+    import sys
+
+    old_cwd, old_path = os.getcwd(), list(sys.path)
+    script = os.path.dirname(os.path.realpath(sys.argv[0])) if sys.argv and sys.argv[0] else None
+    unsafe = {"", ".", old_cwd, script}
+    safe = [p for p in old_path if p not in unsafe and os.path.abspath(p) not in unsafe]
     os.chdir(folder)
+    sys.path[:] = safe
     try:
         yield
     finally:
-        os.chdir(old)
+        sys.path[:] = old_path
+        os.chdir(old_cwd)
 
 
 class LocalBackend:
@@ -105,7 +115,7 @@ class LocalBackend:
         pool = ProcessPoolExecutor(max_workers=min(workers, len(cells)), mp_context=ctx, initializer=_init_worker,
                                    initargs=(started,))
         try:
-            with _cwd(scratch):  # every worker is spawned by these submits
+            with isolated_start(scratch):  # every worker is spawned by these submits
                 futures = {pool.submit(_work, cell, str(out / cell.folder)): cell for cell in cells}
             pending = set(futures)
             while pending:

@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import tempfile
 import time
@@ -42,19 +44,35 @@ def connect(cluster: str) -> bool:
     if ray.is_initialized():
         return False
     kwargs: dict[str, Any] = {"namespace": NAMESPACE, "log_to_driver": False, "configure_logging": False}
-    if cluster == "local":
-        kwargs.update(address="local", include_dashboard=False)
+    if cluster == "local":  # this host, advertising its boards and toolchains as `fleet join` would
+        resources, labels = local_advertisement()
+        kwargs.update(address="local", include_dashboard=False, resources=resources, labels=labels)
     elif cluster == "auto":
         kwargs["address"] = "auto"
     else:
         kwargs["address"] = cluster
+    from .local import isolated_start
+
+    scratch = tempfile.mkdtemp(prefix="edgeconv-driver-")
     try:
-        ray.init(**kwargs)
+        with isolated_start(Path(scratch)):  # Ray puts the driver's folders on its workers' sys.path
+            ray.init(**kwargs)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
         where = "RAY_ADDRESS or a cluster started on this host" if cluster == "auto" else cluster
         raise ToolchainMissing(f"cannot reach a Ray cluster at {where}: {' '.join(str(exc).split())[:200]}",
                                stage="fleet", hint="start one with `ray start --head`, or give --cluster local") from None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return True
+
+
+def local_advertisement() -> tuple[dict[str, float], dict[str, str]]:
+    """What ``--cluster local`` advertises: this host's inventory boards, ready toolchains and runtimes."""
+    from ..places.inventory import inventory_path
+
+    path = inventory_path()
+    boards = fleet.read_boards(path) if path.is_file() else []
+    return fleet.advertisement(boards, fleet.host_toolchains(), fleet.host_runtimes(), os.cpu_count() or 1)
 
 
 def cluster_nodes() -> list[fleet.NodeView]:

@@ -23,7 +23,7 @@ SCHEMA = "edgeconv.matrix/1"
 MAX_SPEC_BYTES = 1_000_000
 AUTO = "auto"
 
-SPEC_KEYS = ("schema", "models", "targets", "precisions", "budgets", "boards", "runs", "verify_samples")
+SPEC_KEYS = ("schema", "models", "targets", "precisions", "budgets", "boards", "runs", "verify_samples", "memory")
 MODEL_KEYS = ("name", "source", "data", "calib", "input_shapes", "task", "task_options", "from")
 TARGET_KEYS = ("name", "options")
 BOARD_KEYS = ("kind", "name", "targets", "precisions")
@@ -75,6 +75,7 @@ class Spec:
     boards: tuple[BoardEntry, ...] = ()
     runs: int = 50
     verify_samples: int | None = None
+    memory: bool = True  # measure each artifact's peak memory (a child process per cell)
     budgets_given: dict[str, Any] = field(default_factory=dict)
 
 
@@ -221,8 +222,11 @@ def load_spec(path: str | Path, *, allow_outside: bool = False, known_targets: A
     runs = check.integer(doc["runs"], "runs", 1, 100_000) if doc.get("runs") is not None else 50
     samples = doc.get("verify_samples")
     samples = check.integer(samples, "verify_samples", 1, 10_000_000) if samples is not None else None
+    memory = doc.get("memory", True)
+    if not isinstance(memory, bool):
+        raise check.bad("memory", f"must be true or false, not {memory!r}")
     return Spec(path=path.resolve(), models=models, targets=targets, precisions=precisions, budgets=budgets,
-                boards=boards, runs=runs, verify_samples=samples, budgets_given=given)
+                boards=boards, runs=runs, verify_samples=samples, memory=memory, budgets_given=given)
 
 
 def _models(check: _Checker, value: Any) -> tuple[ModelEntry, ...]:

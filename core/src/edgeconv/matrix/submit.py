@@ -1,7 +1,8 @@
 """``edgeconv fleet submit SPEC.yaml``: the matrix as a Ray job, for CI (Ray's Job Submission API).
 
 The spec is checked here first (a bad spec never reaches the cluster: exit 2). The spec's folder is shipped as
-the job's working folder (so every file the spec names must be inside it); the job runs
+the job's working folder (so every file the spec names must be inside it), without anything Python could import
+(``*.py``, ``*.so``, ``*.pth``...: Ray puts the working folder on its workers' ``sys.path``); the job runs
 ``python -I -m edgeconv.matrix matrix SPEC -o edgeconv-matrix-out --cluster auto --jsonl`` on the head, which
 prints each cell's record as one JSON line as it finishes. This side follows the job's log, keeps those lines
 (once per cell key) in ``OUT/results.jsonl`` or prints them, and exits with the job's exit code: the worst
@@ -25,6 +26,8 @@ from .cells import CELL_SCHEMA
 from .results import ResultsFile
 
 REMOTE_OUT = "edgeconv-matrix-out"
+# Ray puts a job's working folder on its workers' sys.path: never ship anything Python could import from there.
+NEVER_SHIPPED = ["*.py", "*.pyc", "*.pyd", "*.so", "*.pth", "__pycache__/", ".git/"]
 POLL_SECONDS = 1.0
 
 
@@ -66,7 +69,7 @@ def submit_matrix(spec_path: Path, *, address: str, output: Path | None, python:
         raise ToolchainMissing(f"cannot reach the Job Submission API at {address}: "
                                f"{' '.join(str(exc).split())[:200]}", stage="fleet") from None
     folder = spec.path.parent
-    excludes = [REMOTE_OUT]
+    excludes = [REMOTE_OUT, *NEVER_SHIPPED]
     if output is not None and folder in Path(output).absolute().parents:
         excludes.append(Path(output).absolute().relative_to(folder).as_posix())
     job = client.submit_job(entrypoint=entrypoint(spec.path.name, python),
