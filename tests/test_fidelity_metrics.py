@@ -183,3 +183,24 @@ def test_what_the_reports_print_comes_from_the_table():
     task = {"metrics": {"det_f1": 0.5, "det_map50": 0.95}, "gates": {"det_f1": 0.9}}
     assert M.task_rows(task) == [("detection F1", "0.500", "detection F1 ≥ 0.9", False),
                                  ("mAP@0.5 vs source", "0.950", "", None)]
+
+
+def test_the_documented_thresholds_are_the_table():
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[1] / "docs" / "fidelity.md").read_text(encoding="utf-8")
+    section = doc.split("## Default thresholds", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    table = M.table()
+    documented = {}
+    for line in rows:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        name = cells[0].strip("`")
+        assert cells[1] == table[name].better, name
+        documented[name] = {p: float(v) for p, v in zip(("fp32", "fp16", "bf16", "int8"), cells[2:6], strict=True) if v}
+    gated = {m.name for m in table.values() if m.thresholds}
+    assert set(documented) == gated
+    for name in gated:
+        want = {p: v for p, v in table[name].thresholds.items() if p != "int8-dynamic"}
+        assert documented[name] == want, name
+        assert table[name].thresholds.get("int8-dynamic") == table[name].thresholds.get("int8"), name

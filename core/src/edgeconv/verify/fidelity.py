@@ -350,12 +350,18 @@ def _collect_sequences(src: Any, art: Any, ds: Dataset, source: Model, artifact:
         got.used += 1
 
 
+# How runtimes say that the shapes they were given do not fit the graph (onnxruntime, OpenVINO, LiteRT).
+_SHAPE_REFUSALS = ("invalid rank for input", "invalid dimensions for input", "shapeinferenceerror",
+                   "dimension mismatch", "incompatible dimensions", "rank mismatch", "input_rank",
+                   "dimensions must be equal", "cannot reshape")
+
+
 def _shape_cause(exc: EdgeconvError, source: Model, state: dict[str, str], feed: dict[str, Any] | None
                  ) -> EdgeconvError:
     """A runtime that refuses the input shapes (a rank or dimension check) names the real cause: the shapes came
     from ``--input-shape`` (or the data), and a streaming model's state input has its own shape (``--state``)."""
     text = exc.cause.lower()
-    if not any(w in text for w in ("rank", "dimension", "shape")):
+    if not any(w in text for w in _SHAPE_REFUSALS):
         return exc
     shapes = {k: list(getattr(v, "shape", ())) for k, v in (feed or {}).items()}
     given = ", ".join(f"{t.name} {shapes.get(t.name, list(t.shape))}" for t in source.io.inputs)
@@ -365,7 +371,7 @@ def _shape_cause(exc: EdgeconvError, source: Model, state: dict[str, str], feed:
     if looks:
         hint += (f"; {', '.join(repr(i) for i, _ in looks)} look(s) like a streaming model's state: pin the state's "
                  f"own shape and verify with {' '.join(f'--state {i}:{o}' for i, o in looks)} (sequences in --data)")
-    return BadInput(f"{exc.cause} ({hint})", file=exc.file, stage="verify")
+    return type(exc)(f"{exc.cause} ({hint})", file=exc.file, stage=exc.stage or "verify", hint=exc.hint)
 
 
 # -- comparing -------------------------------------------------------------------------------------------------
