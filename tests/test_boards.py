@@ -225,8 +225,9 @@ def test_runner_settings_apply_on_the_board(loop, digits_on_board):
 
     onnx_art = Path(digits_on_board["onnxruntime"].report["artifact"]["path"])
     with make_runner(Model(form="onnx", io=NO_IO, path=onnx_art), place="loop", threads=1,
-                     graph_optimization="basic") as r:
+                     graph_optimization="basic", execution_mode="parallel") as r:
         assert r.info["threads"] == 1 and r.info["graph_optimization"] == "basic"
+        assert r.info["execution_mode"] == "parallel" and r.info["ignored_options"] == []
     tfl = Path(digits_on_board["tflite"].report["artifact"]["path"])
     with make_runner(Model(form="tflite", io=NO_IO, path=tfl), place="loop", xnnpack=False, num_threads=1) as r:
         assert r.info["delegate"] == "none (builtin kernels)" and r.info["threads"] == 1

@@ -214,10 +214,8 @@ class Agent:
         header.setdefault("ok", True)
         header["size"] = len(payload)
         data = json.dumps(header, separators=(",", ":")).encode("utf-8") + b"\n"
-        with self.write_lock:
-            self.out.write(data)
-            if payload:
-                self.out.write(payload)
+        with self.write_lock:  # one write: a reply split in two writes costs a round of scheduling on the way
+            self.out.write(data + bytes(payload) if payload else data)
             self.out.flush()
 
     def read_exact(self, n):
@@ -277,23 +275,25 @@ class Agent:
         while True:
             header, payload = self.queue.get()
             op = header.get("op")
-            try:
-                handler = getattr(self, "op_" + str(op), None)
-                if handler is None:
-                    raise AgentError("bad", "unknown operation %r" % (op,))
-                result = handler(header, payload)
-                reply, data = result if isinstance(result, tuple) else (result, b"")
-                self.reply(reply, data)
-            except AgentError as exc:
-                self.reply({"ok": False, "kind": exc.kind, "error": str(exc)})
-            except ImportError as exc:
-                self.reply({"ok": False, "kind": "missing", "error": str(exc), "module": getattr(exc, "name", None)})
-            except Exception as exc:
-                kind = "load" if op == "load" else "run"
-                self.reply({"ok": False, "kind": kind, "error": "%s: %s" % (type(exc).__name__, exc)})
+            reply, data = self.handle(op, header, payload)
+            self.reply(reply, data)  # a host gone raises here (broken pipe): main() cleans up
             if op == "quit":
-                self.cleanup()
-                os._exit(0)
+                return
+
+    def handle(self, op, header, payload):
+        try:
+            handler = getattr(self, "op_" + str(op), None)
+            if handler is None:
+                raise AgentError("bad", "unknown operation %r" % (op,))
+            result = handler(header, payload)
+            return result if isinstance(result, tuple) else (result, b"")
+        except AgentError as exc:
+            return {"ok": False, "kind": exc.kind, "error": str(exc)}, b""
+        except ImportError as exc:
+            return {"ok": False, "kind": "missing", "error": str(exc), "module": getattr(exc, "name", None)}, b""
+        except Exception as exc:
+            kind = "load" if op == "load" else "run"
+            return {"ok": False, "kind": kind, "error": "%s: %s" % (type(exc).__name__, exc)}, b""
 
     # operations
     def op_hello(self, header, payload):
@@ -453,11 +453,13 @@ class Agent:
             session.infer(feed)
         times = []
         deadline = perf_counter() + max_seconds
+        infer, append = session.infer, times.append
         for _ in range(runs):
             t0 = perf_counter()
-            session.infer(feed)
-            times.append((perf_counter() - t0) * 1000.0)
-            if perf_counter() > deadline and len(times) >= 5:
+            infer(feed)
+            t1 = perf_counter()
+            append((t1 - t0) * 1000.0)
+            if t1 > deadline and len(times) >= 5:
                 break
         return {"times_ms": times, "rss": self.memory(), "pid": os.getpid(), "executable": sys.executable}
 
@@ -529,4 +531,12 @@ def main():
         os.chdir(os.path.expanduser("~"))
     except OSError:
         pass
-    agent.serve()
+    code = 0
+    try:
+        agent.serve()
+    except BaseException as exc:  # the host gone mid-reply (broken pipe), or a bug: never leave the scratch behind
+        sys.stderr.write("edgeconv agent: %s: %s\n" % (type(exc).__name__, exc))
+        code = 1
+    finally:
+        agent.cleanup()
+        os._exit(code)

@@ -312,14 +312,13 @@ class AgentSession:
             chunks = list(chunks)
             size = sum(len(c) for c in chunks)
         line = json.dumps({**header, "size": size}, separators=(",", ":")).encode() + b"\n"
-        self.proc.stdin.write(line)
-        self.sent["message_bytes"] += len(line)
-        for chunk in chunks:
-            if chunk:
-                self.proc.stdin.write(bytes(chunk))
-                self.sent["message_bytes"] += len(chunk)
-                await self.proc.stdin.drain()
-        await self.proc.stdin.drain()
+        pending = [line]
+        for chunk in chunks:  # small messages go as one write; files stream in CHUNK pieces
+            pending.append(bytes(chunk))
+            if sum(map(len, pending)) >= CHUNK:
+                await self._send(b"".join(pending))
+                pending = []
+        await self._send(b"".join(pending))
         raw = await self.proc.stdout.readline()
         if not raw.endswith(b"\n"):
             raise EOFError("the agent ended")
@@ -327,6 +326,12 @@ class AgentSession:
         n = int(reply.get("size", 0))
         data = await self.proc.stdout.readexactly(n) if n else b""
         return reply, data
+
+    async def _send(self, data: bytes) -> None:
+        if data:
+            self.proc.stdin.write(data)
+            self.sent["message_bytes"] += len(data)
+            await self.proc.stdin.drain()
 
     def _tail(self) -> str:
         lines = [ln for ln in self.stderr if ln.strip()]

@@ -100,22 +100,24 @@ class Session(object):
 
     def infer(self, feed):
         interp = self.interp
-        missing = [n for n in self.inputs if n not in feed]
-        if missing:
-            raise KeyError("no input %r in the feed (it has: %s)" % (missing[0], ", ".join(feed)))
-        arrays = [(idx, feed[name]) for name, idx in self.inputs.items()]
+        try:
+            arrays = [(idx, feed[name]) for name, idx in self.inputs.items()]
+        except KeyError as exc:
+            raise KeyError("no input %r in the feed (it has: %s)" % (exc.args[0], ", ".join(feed))) from None
+        shapes = self.shapes
         resized = False
         for idx, x in arrays:
-            if tuple(x.shape) != self.shapes[idx]:
+            if x.shape != shapes[idx]:
                 interp.resize_tensor_input(idx, x.shape)
-                self.shapes[idx] = tuple(x.shape)
+                shapes[idx] = x.shape
                 resized = True
         if resized:
             interp.allocate_tensors()
         for idx, x in arrays:
             interp.set_tensor(idx, x if x.flags.c_contiguous else self._np.ascontiguousarray(x))
         interp.invoke()
-        return dict((name, interp.get_tensor(idx)) for name, idx in self.outputs)
+        get = interp.get_tensor
+        return {name: get(idx) for name, idx in self.outputs}
 
     def close(self):
         self.interp = None
