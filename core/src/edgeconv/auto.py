@@ -302,7 +302,7 @@ def _tournament(pool: list[dict[str, Any]], req: ConversionRequest, search: bool
         for settings in (runtime_variants(model.form, req.threads) if search else [{}]):
             runner = make_runner(model, threads=req.threads, **{**base, **settings})
             try:
-                runner.activate()
+                runner.open()
             except EdgeconvError as exc:
                 say(f"{c['name']} {settings}: cannot run ({exc})")
                 continue
@@ -312,7 +312,7 @@ def _tournament(pool: list[dict[str, Any]], req: ConversionRequest, search: bool
         return [_timed(e, req.warmup) for e in entries]
     finally:
         for e in entries:
-            e["runner"].deactivate()
+            e["runner"].close()
 
 
 def _rounds(entries: list[dict[str, Any]], req: ConversionRequest, say: Callable[[str], None]) -> None:

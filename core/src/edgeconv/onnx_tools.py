@@ -54,11 +54,38 @@ def read_with_externals(path: Path):
         )
     externals = check_external_data(proto, path)
     if externals:
-        try:
-            onnx.load_external_data_for_model(proto, str(path.parent))
-        except (OSError, ValueError) as exc:
-            raise BadInput(f"cannot read its external data ({brief(exc)})", file=path, stage="import") from None
+        load_external_data(proto, path)
     return proto, externals
+
+
+def load_external_data(proto, path: Path) -> None:
+    """Read every tensor's external data into the model (after ``check_external_data`` confined each location to
+    the model's folder). onnx's own loader refuses a data file with several hard links; hard links are what
+    DVC-style caches use, and a file inside the model's folder is the model's data however it is linked. Offsets
+    and lengths are checked against the file's size before anything is read."""
+    from onnx.external_data_helper import _get_all_tensors
+
+    base = path.parent.resolve()
+    for tensor in _get_all_tensors(proto):
+        if tensor.data_location != 1:  # TensorProto.EXTERNAL
+            continue
+        info = {e.key: e.value for e in tensor.external_data}
+        target = (base / info["location"]).resolve()
+        try:
+            offset = int(info.get("offset") or 0)
+            size = target.stat().st_size
+            length = int(info["length"]) if info.get("length") not in (None, "") else size - offset
+            if offset < 0 or length < 0 or offset + length > size:
+                raise ValueError(f"offset {offset} and length {length} do not fit the file's {size} bytes")
+            with open(target, "rb") as fh:
+                fh.seek(offset)
+                data = fh.read(length)
+        except (OSError, ValueError) as exc:
+            raise BadInput(f"cannot read the external data of tensor {tensor.name!r} ({brief(exc)})", file=path,
+                           stage="import") from None
+        tensor.raw_data = data
+        tensor.data_location = 0  # TensorProto.DEFAULT
+        del tensor.external_data[:]
 
 
 def check_external_data(proto, path: Path) -> list[Path]:

@@ -35,6 +35,7 @@ What is here, by the job it serves:
 
 from __future__ import annotations
 
+from ._version import API_VERSION
 from .data import Dataset, Preprocess, guess_layout, load_dataset, random_dataset
 from .errors import BadInput, EdgeconvError, ToolchainFailed, ToolchainMissing, UnsupportedOperators
 from .hookspecs import hookimpl
@@ -72,9 +73,8 @@ from .records import (
 from .toolchain import MoveAside, OptionalImport, Toolchain, ToolchainEnv
 from .toolchain import resolve as resolve_toolchain
 from .verify.fidelity import check_models
-from .verify.runners import Runner
+from .runner import Runner
 
-API_VERSION = "1.0"
 
 __all__ = [
     "API_VERSION",

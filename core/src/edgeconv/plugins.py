@@ -53,6 +53,7 @@ DEFAULT_PLUGINS = (
     "edgeconv.builtins.onnxruntime",
     "edgeconv.builtins.torch",
     "edgeconv.builtins.tensorflow",
+    "edgeconv.builtins.fidelity",
 )
 
 REGISTER_HOOKS = ("register_importers", "register_passes", "register_targets", "register_runners",
@@ -271,7 +272,7 @@ def _bounded(seconds: float) -> Iterator[None]:
 
 def check_api(module: Any) -> str | None:
     """Why ``module`` cannot be used with this core's plugin API, or None (docs/hooks.md: the versioned contract)."""
-    from .plugin import API_VERSION
+    from ._version import API_VERSION
 
     declared = getattr(module, "EDGECONV_API", None)
     if declared is None:

@@ -508,17 +508,24 @@ def _packages(report_file: Path) -> dict[str, dict[str, Any]]:
 
 @contextlib.contextmanager
 def _lock(name: str) -> Iterator[None]:
+    """One install or removal of ``name`` at a time; the holder removes its lock file when done."""
     import fcntl
 
     root = toolchains_dir()
     root.mkdir(parents=True, exist_ok=True)
-    with open(root / f".{name}.lock", "w") as fh:
+    path = root / f".{name}.lock"
+    with open(path, "a+") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             raise BadInput("another edgeconv is installing or removing this toolchain right now",
                            file=root / name, stage="toolchain") from None
-        yield
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                if os.fstat(fh.fileno()).st_ino == os.stat(path).st_ino:
+                    path.unlink()
 
 
 def install(tc: Toolchain, *, python: str | None = None, force: bool = False,
@@ -623,11 +630,20 @@ def _log_hint(log: Path) -> str | None:
 
 
 def remove(name: str) -> bool:
-    """Delete the cache environment ``name`` (atomically: renamed aside, then removed). False when absent."""
+    """Delete the cache environment ``name`` (renamed aside, then removed). False when absent. Only a folder that
+    carries edgeconv's state file is removed: a folder edgeconv did not build (``toolchain list`` says "not built by
+    edgeconv") or a symbolic link put there is refused and left alone (a link is not followed)."""
     import shutil
+
     final = env_path(name)
-    if not final.exists():
+    if not final.exists() and not final.is_symlink():
         return False
+    if final.is_symlink():
+        raise BadInput("is a symbolic link, not an environment edgeconv built: remove the link yourself",
+                       file=final, stage="toolchain")
+    if not (final / STATE_FILE).is_file():
+        raise BadInput(f"has no {STATE_FILE}: edgeconv did not build it, so it does not delete it", file=final,
+                       stage="toolchain")
     with _lock(name):
         trash = toolchains_dir() / f".{name}.removing-{os.getpid()}"
         os.rename(final, trash)

@@ -47,4 +47,6 @@ def register_targets(register):
 
 @hookimpl
 def register_runners(register):
-    register(RunnerSpec(form="onnx", name="onnxruntime", factory="edgeconv.builtins.ort_runner:OrtRunner"))
+    register(RunnerSpec(form="onnx", name="onnxruntime", factory="edgeconv.builtins.ort_runner:OrtRunner",
+                        options={"graph_optimization": str, "intra_op_threads": int, "execution_mode": str},
+                        board="edgeconv.builtins.ort_board", tuning="edgeconv.builtins.ort_runner:tuning"))

@@ -15,8 +15,12 @@ class OrtRunner(Runner):
     modules = ("onnxruntime",)
 
     def __init__(self, model, threads: int | None = None, graph_optimization: str = "all",
-                 providers: list[str] | None = None, intra_op_threads: int | None = None, **options: Any) -> None:
+                 providers: list[str] | None = None, intra_op_threads: int | None = None,
+                 execution_mode: str = "sequential", **options: Any) -> None:
         super().__init__(model, **options)
+        if execution_mode not in ("sequential", "parallel"):
+            raise BadInput(f"execution_mode {execution_mode!r} must be sequential or parallel", stage="verify")
+        self.execution_mode = execution_mode
         # --threads of this run wins over the threads stored with the artifact (--precision auto's choice)
         self.threads = threads or intra_op_threads
         self.level = graph_optimization or "all"
@@ -28,7 +32,11 @@ class OrtRunner(Runner):
 
         quiet_onnxruntime()
         so = ort.SessionOptions()
+        if self.level not in LEVELS:
+            raise BadInput(f"graph_optimization {self.level!r} must be one of {', '.join(LEVELS)}", stage="verify")
         so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, LEVELS[self.level])
+        so.execution_mode = (ort.ExecutionMode.ORT_PARALLEL if self.execution_mode == "parallel"
+                             else ort.ExecutionMode.ORT_SEQUENTIAL)
         if self.threads:
             so.intra_op_num_threads = int(self.threads)
         so.log_severity_level = 3
@@ -45,6 +53,7 @@ class OrtRunner(Runner):
             "providers": self.session.get_providers(),
             "threads": self.threads or os.cpu_count(),
             "graph_optimization": self.level,
+            "execution_mode": self.execution_mode,
             "host": "local",
         }
 
@@ -54,3 +63,12 @@ class OrtRunner(Runner):
 
     def deactivate(self) -> None:
         self.session = None
+
+
+def tuning(threads: int | None = None) -> list[dict[str, Any]]:
+    """The settings ``--precision auto`` may time for an onnxruntime artifact (the first: its own). Thread counts
+    are searched only when the user gave none and there is more than one core."""
+    out: list[dict[str, Any]] = [{}, {"graph_optimization": "extended"}, {"graph_optimization": "basic"}]
+    if threads is None and (os.cpu_count() or 1) > 1:
+        out.append({"intra_op_threads": 1})
+    return out

@@ -129,9 +129,9 @@ def render_demo(reports: list[dict[str, Any]], out: Any) -> None:
 
     t = Table(title="edgeconv demo: digits CNN, every ready target", title_justify="left")
     for col in ("target", "precision", "size", "latency p50", "accuracy", "drop", "verdict"):
-        # the verdict and the accuracy never truncate: they wrap (fold) instead
+        # nothing is cut with an ellipsis: narrow columns wrap (fold); the verdict and the accuracy keep room
         t.add_column(col, justify="left" if col in ("target", "precision", "verdict") else "right",
-                     no_wrap=col not in ("verdict",), overflow="fold", min_width=6 if col == "verdict" else None)
+                     overflow="fold", min_width={"verdict": 6, "accuracy": 8}.get(col))
     for r in reports:
         acc = r.get("accuracy") or {}
         lat = r.get("latency_ms") or {}

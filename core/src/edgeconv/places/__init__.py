@@ -14,7 +14,7 @@ from ..errors import ToolchainMissing
 if TYPE_CHECKING:
     from ..model import Model
     from ..records import RunnerSpec
-    from ..verify.runners import Runner
+    from ..runner import Runner
 
 # TEMPORARY, until the runners' RunnerSpec records carry ``board=`` (the lead's change in builtins/onnxruntime.py and
 # edgeconv_tflite/hooks.py): the board half of each form's runner, by module name (read as a file, never imported).

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BadInput, ToolchainMissing
-from ..verify.runners import Runner
+from ..runner import Runner
 from .agent import pack_arrays, unpack_arrays
 from .inventory import Board
 from .ssh import AgentSession

@@ -51,12 +51,12 @@ def latency(
 
 def _time_locally(runner: Runner, feed: dict[str, np.ndarray], runs: int, warmup: int, max_seconds: float) -> list[float]:
     for _ in range(warmup):
-        runner.infer(feed)
+        runner.run(feed)
     times = []
     deadline = time.perf_counter() + max_seconds
     for _ in range(max(1, runs)):
         t0 = time.perf_counter()
-        runner.infer(feed)
+        runner.run(feed)
         times.append((time.perf_counter() - t0) * 1000.0)
         if time.perf_counter() > deadline and len(times) >= 5:
             break
@@ -114,10 +114,10 @@ def _measure(job: dict[str, Any]) -> dict[str, Any]:
     for mod in getattr(runner, "modules", ()):
         importlib.import_module(mod)
     baseline = _status_kb("VmRSS")
-    runner.activate()
-    runner.infer(feed)
+    runner.open()
+    runner.run(feed)
     peak = _status_kb("VmHWM")
-    runner.deactivate()
+    runner.close()
     return {"peak_rss_bytes": peak, "baseline_rss_bytes": baseline, "model_rss_bytes": max(0, peak - baseline)}
 
 

@@ -1,9 +1,4 @@
-"""The runner contract (Polygraphy's shape): activate / infer / deactivate.
-
-A runner loads a model of one form and runs a feed dict of numpy arrays to a dict of
-numpy arrays keyed by output name. ``info`` says where and how it ran (host, device,
-precision hint, threads), and goes into the report as ``runtime``.
-"""
+"""Which runner runs a model: the registered runner of its form, here or at a place (a board)."""
 
 from __future__ import annotations
 
@@ -11,38 +6,12 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import EdgeconvError, ToolchainFailed, ToolchainMissing
 from ..records import load_ref
+from ..runner import Runner, _arrays
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from ..model import Model
 
-
-class Runner:
-    """Base class for runners; subclasses implement ``activate`` and ``infer``."""
-
-    name = "runner"
-
-    def __init__(self, model: Model, **options: Any) -> None:
-        self.model = model
-        self.options = options
-        self.info: dict[str, Any] = {}
-
-    def activate(self) -> None:
-        """Load the model and get ready to run (compile, allocate)."""
-
-    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        raise NotImplementedError
-
-    def deactivate(self) -> None:
-        """Free what ``activate`` took."""
-
-    def __enter__(self) -> Runner:
-        self.activate()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.deactivate()
+__all__ = ["Runner", "guard", "make_runner"]
 
 
 def make_runner(model: Model, *, place: str | None = None, **options: Any) -> Runner:
@@ -100,13 +69,3 @@ def guard(runner: Runner) -> Runner:
         guarded._edgeconv_guarded = True  # type: ignore[attr-defined]
         setattr(runner, method, guarded)
     return runner
-
-
-def _arrays(feed: dict[str, Any]) -> dict[str, Any]:
-    """Every value an ``ndarray``: a sample of a scalar input, taken from its dataset as ``arr[i]``, is a
-    numpy scalar, which onnxruntime refuses ("Unable to handle object of type numpy.float32")."""
-    import numpy as np
-
-    if all(isinstance(v, np.ndarray) for v in feed.values()):
-        return feed
-    return {k: v if isinstance(v, np.ndarray) else np.asarray(v) for k, v in feed.items()}
