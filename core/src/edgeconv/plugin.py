@@ -28,7 +28,11 @@ What is here, by the job it serves:
   their float inputs in a QDQ model);
 - the self-check of an intermediate model (a QDQ or fake-quant ONNX against its float original on onnxruntime):
   ``check_models``;
-- child processes: ``resolve_toolchain`` / ``ToolchainEnv`` (a vendor's isolated environment);
+- child processes, one way (``edgeconv.worker``): ``run_child`` (isolated, scratch folder, timeout, clean errors),
+  ``python_argv`` (an isolated Python command line), ``child_env``, ``Worker`` (a long-lived child serving JSON-line
+  requests), ``resolve_toolchain`` / ``ToolchainEnv`` (a vendor's isolated environment);
+- precision honesty: ``precision_share`` (the share of nodes and MACs at a precision, subgraphs included),
+  ``share_failure`` (the verdict rule on it), ``mixed_range_concats`` (outputs that concatenate ranges far apart);
 - small helpers: ``did_you_mean``, ``keep_float_option``, ``brief``, ``format_shape``, ``guess_layout``,
   ``quiet_tensorflow``, ``quiet_onnxruntime``.
 """
@@ -70,9 +74,12 @@ from .records import (
     did_you_mean,
     keep_float_option,
 )
+from .sensitivity import mixed_range_concats, precision_share, share_failure
 from .toolchain import MoveAside, OptionalImport, Toolchain, ToolchainEnv
 from .toolchain import resolve as resolve_toolchain
 from .verify.fidelity import check_models
+from .worker import Completed, Worker, child_env, python_argv
+from .worker import run as run_child
 from .runner import Runner
 
 
@@ -80,6 +87,7 @@ __all__ = [
     "API_VERSION",
     "Artifact",
     "BadInput",
+    "Completed",
     "Comparator",
     "DeviceCatalogue",
     "Dataset",
@@ -105,8 +113,10 @@ __all__ = [
     "ToolchainMissing",
     "Unsupported",
     "UnsupportedOperators",
+    "Worker",
     "brief",
     "check_models",
+    "child_env",
     "did_you_mean",
     "float_inputs",
     "format_shape",
@@ -118,13 +128,18 @@ __all__ = [
     "iter_nodes",
     "keep_float_option",
     "load_dataset",
+    "mixed_range_concats",
     "onnx_graphs",
     "ort_tool_cwd",
     "pin_shapes",
+    "precision_share",
+    "python_argv",
     "quiet_onnxruntime",
     "quiet_tensorflow",
     "random_dataset",
     "read_onnx",
     "resolve_toolchain",
+    "run_child",
     "save_onnx",
+    "share_failure",
 ]
