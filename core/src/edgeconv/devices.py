@@ -1,4 +1,5 @@
-"""Device profiles: the catalogue in ``data/devices.toml`` and ``--device NAME``.
+"""Device profiles: the catalogues plugins register (``register_devices``: a TOML file each plugin ships; the
+built-in one is ``data/devices.toml``) and ``--device NAME``.
 
 A profile names the target that converts for a device, the target options and precisions to
 use there (e.g. the Ascend ``soc_version``, the TensorRT version a Jetson's JetPack ships,
@@ -11,7 +12,6 @@ as fast as ``edgeconv targets``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 from .errors import BadInput, ToolchainMissing
@@ -26,7 +26,7 @@ __all__ = ["SCHEMA", "Device", "Resolved", "catalogue", "get", "resolve"]
 
 @dataclass(frozen=True)
 class Device:
-    """One profile of ``data/devices.toml``."""
+    """One device profile (from a registered catalogue)."""
 
     name: str
     title: str
@@ -41,6 +41,7 @@ class Device:
     aliases: tuple[str, ...] = ()
     facts: dict[str, dict[str, str]] = field(default_factory=dict)
     unknown: tuple[str, ...] = ()
+    provider: str = ""  # the plugin whose catalogue holds it
 
     def fact(self, key: str) -> str | None:
         f = self.facts.get(key)
@@ -51,38 +52,62 @@ class Device:
                 "also": list(self.also), "precisions": list(self.precisions), "options": dict(self.options),
                 "budgets": dict(self.budgets), "budgets_reason": self.budgets_reason, "note": self.note,
                 "memory": self.fact("memory"), "storage": self.fact("storage"), "unknown": list(self.unknown),
-                "facts": {k: dict(v) for k, v in self.facts.items()}}
+                "facts": {k: dict(v) for k, v in self.facts.items()}, "provider": self.provider}
 
 
-def _read() -> dict[str, Any]:
-    from importlib.resources import files
-
+def _toml(text: str) -> dict[str, Any]:
     try:
         import tomllib
     except ImportError:  # Python 3.10
         try:
             import tomli as tomllib  # type: ignore[no-redef]
         except ImportError:
-            raise ToolchainMissing("reading the device catalogue needs tomllib (Python 3.11+) or tomli",
+            raise ToolchainMissing("reading device profiles needs tomllib (Python 3.11+) or tomli",
                                    stage="devices", hint="pip install tomli") from None
-    return tomllib.loads((files("edgeconv") / "data" / "devices.toml").read_text(encoding="utf-8"))
+    return tomllib.loads(text)
 
 
-@lru_cache(maxsize=1)
-def catalogue() -> dict[str, Device]:
-    """Every profile, by name (the catalogue is read once)."""
-    doc = _read()
+def _read(package: str, resource: str) -> dict[str, Any]:
+    from importlib.resources import files
+
+    where = f"{package}:{resource}"
+    try:
+        doc = _toml((files(package) / resource).read_text(encoding="utf-8"))
+    except (OSError, ModuleNotFoundError, ValueError) as exc:
+        raise BadInput(f"the device profiles {where} cannot be read ({' '.join(str(exc).split())[:200]})",
+                       stage="devices") from None
     if doc.get("schema") != SCHEMA:
-        raise BadInput(f"the device catalogue's schema is {doc.get('schema')!r}, not {SCHEMA!r}", stage="devices")
-    out = {}
-    for name, d in doc.get("devices", {}).items():
-        out[name] = Device(
-            name=name, title=d["title"], vendor=d.get("vendor", ""), target=d["target"],
-            precisions=tuple(d.get("precisions", ())), options=dict(d.get("options", {})),
-            budgets={k: str(v) for k, v in d.get("budgets", {}).items()}, budgets_reason=d.get("budgets_reason", ""),
-            note=d.get("note", ""), also=tuple(d.get("also", ())), aliases=tuple(d.get("aliases", ())), facts=dict(d.get("facts", {})),
-            unknown=tuple(d.get("unknown", ())),
-        )
+        raise BadInput(f"the device profiles {where} have schema {doc.get('schema')!r}, not {SCHEMA!r}", stage="devices")
+    return doc
+
+
+def _device(name: str, d: dict[str, Any], provider: str) -> Device:
+    return Device(
+        name=name, title=d["title"], vendor=d.get("vendor", ""), target=d["target"],
+        precisions=tuple(d.get("precisions", ())), options=dict(d.get("options", {})),
+        budgets={k: str(v) for k, v in d.get("budgets", {}).items()}, budgets_reason=d.get("budgets_reason", ""),
+        note=d.get("note", ""), also=tuple(d.get("also", ())), aliases=tuple(d.get("aliases", ())),
+        facts=dict(d.get("facts", {})), unknown=tuple(d.get("unknown", ())), provider=provider,
+    )
+
+
+_CACHE: dict[int, dict[str, Device]] = {}
+
+
+def catalogue() -> dict[str, Device]:
+    """Every profile of every registered catalogue, by name; the first catalogue to name a device wins (built-ins
+    load first). Read once per plugin registry."""
+    from .plugins import registry
+
+    reg = registry()
+    if id(reg) in _CACHE:
+        return _CACHE[id(reg)]
+    out: dict[str, Device] = {}
+    for cat in reg.devices.values():
+        for name, d in _read(cat.package, cat.resource).get("devices", {}).items():
+            out.setdefault(name, _device(name, d, cat.plugin or cat.package))
+    _CACHE.clear()
+    _CACHE[id(reg)] = out
     return out
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgeconv.plugin import Option, RunnerSpec, Target, hookimpl
+from edgeconv.plugin import DeviceCatalogue, Option, RunnerSpec, Target, hookimpl
 
 OPTIONS = (
     Option("per_channel", bool, True, "int8: per-channel weight scales"),
@@ -50,3 +50,8 @@ def register_runners(register):
     register(RunnerSpec(form="onnx", name="onnxruntime", factory="edgeconv.builtins.ort_runner:OrtRunner",
                         options={"graph_optimization": str, "intra_op_threads": int, "execution_mode": str},
                         board="edgeconv.builtins.ort_board", tuning="edgeconv.builtins.ort_runner:tuning"))
+
+
+@hookimpl
+def register_devices(register):
+    register(DeviceCatalogue(package="edgeconv", resource="data/devices.toml"))
