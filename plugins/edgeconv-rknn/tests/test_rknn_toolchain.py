@@ -90,6 +90,11 @@ def test_digits_cnn_in_the_simulator_keeps_accuracy(rknn_env, cli, digits, tmp_p
     assert any(r["single_cos"] is not None for r in analysis["rows"])
     steps = [s["step"] for s in json.loads((out / "rknn_toolkit.json").read_text())["steps"]]
     assert steps == ["config", "load_onnx", "build", "export_rknn", "accuracy_analysis"]
+    if precision == "int8":  # verified again later, from the output folder alone (the recipe rebuilds)
+        again = cli("verify", str(digits["model"]), str(out), "--data", str(digits["test"]), "--runs", "3", "--json")
+        assert again.exit_code == 0, again.stderr
+        rep = json.loads(again.stdout)
+        assert rep["verdict"]["status"] == "pass" and rep["runtime"]["artifact"]["where"] == "simulated"
 
 
 def test_int8_with_a_float16_layer_goes_through_hybrid_quantization(rknn_env, cli, digits, tmp_path):
