@@ -18,31 +18,13 @@ if TYPE_CHECKING:
 CORE_OPTIONS = ("axis",)
 # The order ``edgeconv inspect`` suggests in: the more specific shape first.
 PREFERENCE = ("detection", "segmentation", "ctc", "classification")
-_FIDELITY_PLUGIN = "edgeconv.builtins.fidelity"
 
 
 def comparators() -> dict[str, Comparator]:
     """Every registered task check by name."""
     from ..plugins import registry
 
-    found = registry().comparators
-    if "classification" not in found:
-        found = {**_builtin_comparators(), **found}
-    return found
-
-
-def _builtin_comparators() -> dict[str, Comparator]:
-    # TRANSITIONAL, until plugins.DEFAULT_PLUGINS lists "edgeconv.builtins.fidelity" (the lead's change): see
-    # verify.metrics._builtin_table.
-    import importlib
-    import os
-
-    disabled = {v.strip() for v in os.environ.get("EDGECONV_DISABLE_PLUGINS", "").split(",")}
-    if _FIDELITY_PLUGIN in disabled:
-        return {}
-    rows: list[Comparator] = []
-    importlib.import_module(_FIDELITY_PLUGIN).register_comparators(register=rows.append)
-    return {c.name: c for c in rows}
+    return registry().comparators
 
 
 def resolve(task: str | None, options: dict[str, Any] | None) -> tuple[Comparator | None, dict[str, Any]]:

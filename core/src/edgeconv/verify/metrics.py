@@ -26,7 +26,6 @@ FALLBACK_PRECISION = "int8"
 SLICE_FLOOR = 1e-4
 # Outputs with more slices than this along their axis are compared whole only (the report says so).
 MAX_SLICES = 4096
-_FIDELITY_PLUGIN = "edgeconv.builtins.fidelity"
 
 
 def table() -> dict[str, Metric]:
@@ -34,26 +33,10 @@ def table() -> dict[str, Metric]:
     from ..plugins import registry
 
     metrics = registry().metrics
-    if "cosine" not in metrics:
-        metrics = {**_builtin_table(), **metrics}
     if not metrics:
         raise BadInput("no fidelity metrics are registered (is edgeconv.builtins.fidelity disabled in "
                        "EDGECONV_DISABLE_PLUGINS?)", stage="verify")
     return metrics
-
-
-def _builtin_table() -> dict[str, Metric]:
-    # TRANSITIONAL, until plugins.DEFAULT_PLUGINS lists "edgeconv.builtins.fidelity" (the lead's change): read the
-    # built-in rows by import path, as DEFAULT_PLUGINS does, unless the user disabled that plugin.
-    import importlib
-    import os
-
-    disabled = {v.strip() for v in os.environ.get("EDGECONV_DISABLE_PLUGINS", "").split(",")}
-    if _FIDELITY_PLUGIN in disabled:
-        return {}
-    rows: list[Metric] = []
-    importlib.import_module(_FIDELITY_PLUGIN).register_metrics(register=rows.append)
-    return {m.name: m for m in rows}
 
 
 def known_thresholds() -> list[str]:
