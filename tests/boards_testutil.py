@@ -2,7 +2,8 @@
 
 - ``board_python()``: a SEPARATE Python environment holding only numpy, onnxruntime and ai-edge-litert (pinned
   below; no edgeconv), made once under ``${XDG_CACHE_HOME:-~/.cache}/edgeconv-testing/board-venv`` (or
-  ``$EDGECONV_TEST_BOARD_VENV``) with ``python -m venv`` + pip from PyPI.
+  ``$EDGECONV_TEST_BOARD_VENV``) with ``python -m venv`` + pip from PyPI; ``board_python("board-venv-old",
+  OLD_BOARD_PINS)``: an older board beside it (numpy 1.x, tflite-runtime instead of LiteRT).
 - ``LoopServer``: an SSH server on 127.0.0.1 (asyncssh's server API, run as its own process so that a test can
   SIGKILL it like a board that dies) with keys made by the test. It runs each requested command line the way
   sshd does, ``/bin/sh -c COMMAND``, as the board's user (HOME = the board's home, PATH = the board venv first),
@@ -32,31 +33,33 @@ from typing import Any
 # The board's packages, pinned: the versions on the host's lock (requirements), so that board and host figures
 # compare the same runtime builds.
 BOARD_PINS = ("numpy==2.4.6", "onnxruntime==1.32.0", "ai-edge-litert==2.3.0")
+# An older board: numpy 1.x, an older onnxruntime and the tflite-runtime interpreter instead of LiteRT (what a board
+# whose Python has no LiteRT 2.x wheel runs: e.g. ai-edge-litert 2.3.0 has no aarch64 Linux wheel on PyPI).
+OLD_BOARD_PINS = ("numpy==1.26.4", "onnxruntime==1.23.2", "tflite-runtime==2.14.0")
 
 
 # -- the board's Python ----------------------------------------------------------------------------------------------
-def board_venv_dir() -> Path:
+def board_venv_dir(name: str = "board-venv") -> Path:
     env = os.environ.get("EDGECONV_TEST_BOARD_VENV")
     if env:
-        return Path(env)
+        return Path(env).with_name(name) if name != "board-venv" else Path(env)
     cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "edgeconv-testing" / "board-venv"
+    return Path(cache) / "edgeconv-testing" / name
 
 
-def board_python() -> Path:
+def board_python(name: str = "board-venv", pins: tuple[str, ...] = BOARD_PINS) -> Path:
     """The board environment's Python, made (once, under a file lock) when missing or pinned differently."""
-    root = board_venv_dir()
+    root = board_venv_dir(name)
     root.parent.mkdir(parents=True, exist_ok=True)
     py, stamp = root / "bin" / "python", root / "edgeconv-board-pins.txt"
     with open(root.parent / (root.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if py.exists() and stamp.is_file() and stamp.read_text() == "\n".join(BOARD_PINS):
+        if py.exists() and stamp.is_file() and stamp.read_text() == "\n".join(pins):
             return py
         shutil.rmtree(root, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "venv", str(root)], check=True)
-        subprocess.run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", *BOARD_PINS],
-                       check=True)
-        stamp.write_text("\n".join(BOARD_PINS))
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", *pins], check=True)
+        stamp.write_text("\n".join(pins))
     return py
 
 

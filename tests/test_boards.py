@@ -192,6 +192,21 @@ def test_convert_digits_for_tflite_verified_on_the_board(digits_on_board, board_
     assert r.report["accuracy"]["drop_pp"] == 0
 
 
+def test_an_older_board_runs_the_same_artifacts(server, loop, digits_on_board):
+    """The board halves are not tied to the host's versions: a board with numpy 1.26, onnxruntime 1.23 and the
+    tflite-runtime interpreter (no LiteRT) verifies both digits artifacts."""
+    old_py = bt.board_python("board-venv-old", bt.OLD_BOARD_PINS)
+    bt.LoopBoard(server, "old", python=str(old_py), cache="~/cache-old")
+    sf = sample_files()
+    for target, runtime in (("onnxruntime", "onnxruntime 1.23.2"), ("tflite", "tflite_runtime 2.14.0")):
+        art = Path(digits_on_board[target].report["artifact"]["path"]).parent
+        r = verify(sf["model"], art, data=sf["test"], place="old", runs=5, memory=False)
+        info = r.report["runtime"]["artifact"]
+        assert r.exit_code == 0, r.report["verdict"]
+        assert info["board_python"] == str(old_py) and info["runtime"].startswith(runtime), info
+        assert r.report["fidelity"][0]["cosine"] > 0.9999 and r.report["accuracy"]["drop_pp"] == 0
+
+
 def test_board_outputs_are_the_board_runtimes_answers(loop, digits_on_board):
     """infer() returns what the board computed: the same numbers as the host's runtime on the same feed, and
     different numbers for a different feed (nothing cached or faked on the way)."""
