@@ -231,10 +231,10 @@ def render(args, m, results, overhead, cluster_start, load_start, load_end, reco
         "| nodes | cores each | cells at a time | estimated wall | cells / min |", "|---|---|---|---|---|", *rows, "",
         "Assumptions, and what would change the figures:",
         "",
-        "- The digits CNN is tiny: a real model's cell is dominated by its conversion and verification (ResNet-50 "
-        "INT8 on OpenVINO with NNCF: minutes, not seconds), so scale *cell* by the model, and keep the overhead.",
+        "- The digits CNN is tiny: a real model's cell is dominated by its conversion and verification, which "
+        "take longer (not measured by this harness), so scale *cell* by the model, and keep the overhead.",
         "- Six targets: three were measured here (onnxruntime, openvino, tflite); a target in a toolchain environment "
-        "verified in a simulator (sophon's cmodel: about a second per sample) or compiled by a vendor tool (trtexec, "
+        "verified in a simulator (sophon's cmodel: about a second per sample, as `edgeconv/demo.py` notes) or compiled by a vendor tool (trtexec, "
         "atc) costs more per cell, and runs only on the nodes that advertise its toolchain (`toolchain:<name>`), so "
         "those cells are bounded by those nodes' cores, not the cluster's.",
         "- Board cells run one at a time per physical board (one actor per board): 1,800 cells on K boards take at "

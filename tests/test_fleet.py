@@ -152,6 +152,22 @@ def test_a_board_cell_runs_on_the_board_node_through_the_board(fleet, folder, mo
     assert res.exit_code == 0 and not mark.exists()
 
 
+def test_board_cells_on_the_local_pool_use_this_hosts_inventory(fleet, folder):
+    """Without a cluster, a board cell verifies on a board of this host's inventory (loop1 is kind generic there);
+    a kind the inventory lacks fails fast, exit 3, one line, nothing written."""
+    spec = folder / "spec.yaml"
+    spec.write_text(MODEL + "targets: [onnxruntime]\nprecisions: [int8]\nruns: 5\nboards: [generic]\n")
+    res = run_cli("matrix", spec, "-o", folder / "out", "--workers", "1")
+    by = {r["id"]: r for r in records(folder / "out")}
+    board = by["digits/onnxruntime/int8@kind=generic"]
+    assert res.exit_code == 0 and board["status"] == "pass", board["error"]
+    assert board["placement"]["board"] == "loop1" and "loop1" in json.dumps(board["report"]["runtime"])
+    spec.write_text(MODEL + "targets: [onnxruntime]\nboards: [rk3588]\n")
+    res = run_cli("matrix", spec, "-o", folder / "out2", "--workers", "1")
+    assert res.exit_code == 3 and "no board kind=rk3588" in res.stderr and os.environ["EDGECONV_BOARDS"] in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and not (folder / "out2").exists()
+
+
 def test_a_board_kind_no_node_has_fails_fast(fleet, folder):
     spec = folder / "spec.yaml"
     spec.write_text(MODEL + "targets: [onnxruntime]\nprecisions: [fp32]\nboards: [nokind]\n")

@@ -260,7 +260,10 @@ def here(**extra: Any) -> dict[str, Any]:
 @contextlib.contextmanager
 def scratch_cwd() -> Iterator[Path]:
     """Run in a fresh scratch folder, never the user's (or a Ray worker's) working folder."""
-    old = os.getcwd()
+    try:
+        old = os.getcwd()
+    except FileNotFoundError:  # a worker whose working folder was removed
+        old = tempfile.gettempdir()
     folder = Path(tempfile.mkdtemp(prefix="edgeconv-cell-"))
     os.chdir(folder)
     try:

@@ -99,6 +99,37 @@ def read_boards(path: Path) -> list[HostBoard]:
     return out
 
 
+def local_boards() -> tuple[Path, list[HostBoard]]:
+    """This host's boards: its boards inventory (``edgeconv boards``), when there is one."""
+    from ..places.inventory import inventory_path
+
+    path = inventory_path()
+    return path, (read_boards(path) if path.is_file() else [])
+
+
+def assign_local_boards(cells: list[Any]) -> dict[str, str]:
+    """Board cells to boards of this host's inventory (round-robin over a kind's boards): cell key -> board name.
+    No board for some cell: fail fast, in one line (exit 3)."""
+    path, boards = local_boards()
+    out: dict[str, str] = {}
+    missing: dict[str, list[str]] = {}
+    turn: dict[str, int] = {}
+    for c in cells:
+        names = [b.name for b in boards if (b.kind == c.board_kind if c.board_kind else b.name == c.board_name)]
+        if not names:
+            missing.setdefault(c.board, []).append(c.id)
+            continue
+        i = turn.get(c.board, 0)
+        turn[c.board] = i + 1
+        out[c.key] = names[i % len(names)]
+    if missing:
+        parts = "; ".join(f"{b} (needed by {len(ids)} cell(s), e.g. {ids[0]})" for b, ids in missing.items())
+        raise ToolchainMissing(f"no board {parts} in this host's boards inventory", file=path, stage="fleet",
+                               hint="edgeconv boards add NAME ssh://user@host --kind KIND, or run on a fleet "
+                                    "with --cluster")
+    return out
+
+
 def host_toolchains() -> dict[str, str]:
     """The isolated toolchain environments ready on this host: name -> its first package's version (or 'ready')."""
     from .. import toolchain

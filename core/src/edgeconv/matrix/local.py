@@ -48,10 +48,10 @@ def _init_worker(started: Any) -> None:
     signal.signal(signal.SIGINT, once)
 
 
-def _work(cell: Cell, output: str) -> dict[str, Any]:
+def _work(cell: Cell, output: str, board: str | None = None) -> dict[str, Any]:
     if _started is not None:
-        _started.put({"event": "started", "key": cell.key, "id": cell.id, **here(backend="local")})
-    return run_cell(cell, output, placement={"backend": "local"})
+        _started.put({"event": "started", "key": cell.key, "id": cell.id, **here(backend="local", board=board)})
+    return run_cell(cell, output, place=board, placement={"backend": "local", "board": board})
 
 
 @contextlib.contextmanager
@@ -81,12 +81,20 @@ class LocalBackend:
 
     def __init__(self, workers: int | None = None) -> None:
         self.workers = max(1, workers or os.cpu_count() or 1)
+        self.boards: dict[str, str] = {}  # cell key -> the board (of this host's inventory) it verifies on
 
     def describe(self) -> dict[str, Any]:
         return {"backend": "local", "workers": self.workers}
 
     def prepare(self, cells: list[Cell]) -> None:
-        """Nothing to check: a cell whose target is missing here says so in its own record (exit 3)."""
+        """Board cells get a board of this host's inventory (fail fast, exit 3, when none fits). Nothing else to
+        check: a cell whose target is missing here says so in its own record (exit 3). Runs on one board never
+        overlap: the board path holds a lock per board."""
+        from . import fleet
+
+        board_cells = [c for c in cells if c.board]
+        if board_cells:
+            self.boards = fleet.assign_local_boards(board_cells)
 
     def close(self) -> None:
         pass
@@ -116,7 +124,8 @@ class LocalBackend:
                                    initargs=(started,))
         try:
             with isolated_start(scratch):  # every worker is spawned by these submits
-                futures = {pool.submit(_work, cell, str(out / cell.folder)): cell for cell in cells}
+                futures = {pool.submit(_work, cell, str(out / cell.folder), self.boards.get(cell.key)): cell
+                           for cell in cells}
             pending = set(futures)
             while pending:
                 done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)

@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import tempfile
 import time
@@ -52,27 +51,26 @@ def connect(cluster: str) -> bool:
     else:
         kwargs["address"] = cluster
     from .local import isolated_start
+    from .store import node_cache
 
-    scratch = tempfile.mkdtemp(prefix="edgeconv-driver-")
+    # Ray puts the driver's working and script folders on its workers' sys.path, and a local instance's
+    # processes keep the working folder: start it from an empty folder that stays (never the user's).
+    empty = node_cache() / "driver-cwd"
+    empty.mkdir(parents=True, exist_ok=True)
     try:
-        with isolated_start(Path(scratch)):  # Ray puts the driver's folders on its workers' sys.path
+        with isolated_start(empty):
             ray.init(**kwargs)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
         where = "RAY_ADDRESS or a cluster started on this host" if cluster == "auto" else cluster
         raise ToolchainMissing(f"cannot reach a Ray cluster at {where}: {' '.join(str(exc).split())[:200]}",
                                stage="fleet", hint="start one with `ray start --head`, or give --cluster local") from None
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     return True
 
 
 def local_advertisement() -> tuple[dict[str, float], dict[str, str]]:
     """What ``--cluster local`` advertises: this host's inventory boards, ready toolchains and runtimes."""
-    from ..places.inventory import inventory_path
-
-    path = inventory_path()
-    boards = fleet.read_boards(path) if path.is_file() else []
-    return fleet.advertisement(boards, fleet.host_toolchains(), fleet.host_runtimes(), os.cpu_count() or 1)
+    return fleet.advertisement(fleet.local_boards()[1], fleet.host_toolchains(), fleet.host_runtimes(),
+                               os.cpu_count() or 1)
 
 
 def cluster_nodes() -> list[fleet.NodeView]:
@@ -247,7 +245,7 @@ class _Run:
     def _recovered(self, cell: Cell) -> dict[str, Any] | None:
         """A result a previous driver did not live to collect (found in the store by the cell's key)."""
         rec = self.store.get_result(cell.key)
-        if not rec or rec.get("status") == "lost":
+        if not rec or rec.get("status") not in ("pass", "fail", "not-run"):  # an error may be this run's to fix
             return None
         if not self._materialize(rec, cell):
             return None
