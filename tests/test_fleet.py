@@ -280,3 +280,32 @@ def test_fleet_submit_runs_the_matrix_as_a_ray_job(fleet, folder):
     assert [r["id"] for r in recs] == ["digits/onnxruntime/fp32"] and recs[0]["status"] == "pass"
     assert recs[0]["key"] == plan_cells(load_spec(spec)).cells[0].key
     assert recs[0]["placement"]["backend"] == "ray"
+
+
+def test_capacity_check_names_every_missing_board_and_toolchain():
+    """No Ray needed: what cells need (toolchain:<name>, board:<kind>, a named board) against what live nodes offer."""
+    from edgeconv.errors import ToolchainMissing
+    from edgeconv.matrix.cells import Cell
+
+    def cell(target, **kw):
+        return Cell(model="m", target=target, precision="fp32", source="m.onnx", **kw)
+
+    cells = [cell("sophon", toolchains=("sophon",)), cell("onnxruntime", board_kind="rk3588"),
+             cell("onnxruntime", board_name="pi-1"), cell("onnxruntime")]
+    raw = [{"NodeID": "a" * 56, "Alive": True, "NodeManagerHostname": "h1", "Resources": {"CPU": 4.0,
+            "toolchain:sophon": 4.0, "node:__internal_head__": 1.0}, "Labels": {"edgeconv/toolchain.sophon": "1.30.2"}},
+           {"NodeID": "b" * 56, "Alive": False, "NodeManagerHostname": "h2",
+            "Resources": {"CPU": 4.0, "board:rk3588": 1.0}, "Labels": {"edgeconv/board.rock-1": "rk3588"}},
+           {"NodeID": "c" * 56, "Alive": True, "NodeManagerHostname": "h3",
+            "Resources": {"CPU": 2.0, "board:rpi5": 1.0}, "Labels": {"edgeconv/board.pi-1": "rpi5"}}]
+    nodes = fleet_mod.node_views(raw)
+    assert nodes[0].toolchains == {"sophon": "1.30.2"} and nodes[0].head and nodes[2].boards == {"pi-1": "rpi5"}
+    with pytest.raises(ToolchainMissing) as err:
+        fleet_mod.check_capacity(cells, nodes)  # rock-1's node is dead: board:rk3588 is not offered
+    text = err.value.one_line()
+    assert "board:rk3588 (needed by 1 cell(s), e.g. m/onnxruntime/fp32@kind=rk3588)" in text and "\n" not in text
+    assert "toolchain:sophon (needed" not in text and "board pi-1 (needed" not in text and err.value.exit_code == 3
+    fleet_mod.check_capacity([c for c in cells if c.board_kind is None], nodes)  # the rest can be served
+    nodes[1].alive = True
+    fleet_mod.check_capacity(cells, nodes)
+    assert [n for _, n, _ in fleet_mod.boards_for("board:rk3588", nodes)] == ["rock-1"]
