@@ -10,7 +10,8 @@ Two steps, both recorded in the file:
    the ``onnx`` wheel (``onnx/backend/test/data/node/test_*``: a one-node model with its inputs and expected
    outputs). For each operator up to three tests: ``config(target_platform='rk3588') -> load_onnx -> build(fp16)
    -> init_runtime() (simulator) -> inference``, the outputs compared with the test's expected ones (|err| <= 1e-2 +
-   1e-2 |expected|); a test model of a newer opset is labelled opset 19 (the newest the toolkit reads; the
+   1e-2 |expected|), and the toolkit's placement table (its verbose build log) says whether it put the operator on
+   the NPU or the CPU; a test model of a newer opset is labelled opset 19 (the newest the toolkit reads; the
    operators' schemas since 19 added types, not semantics). An operator with a test that builds and matches is recorded as supported by the probe, with
    the test's name; the pre-check then lets it through (the document is older than the toolkit).
 
@@ -65,7 +66,7 @@ def _probe_one(test_dir: str) -> tuple[str, str]:
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "m.onnx")
         onnx.save(model, path)
-        r = RKNN(verbose=False)
+        r = RKNN(verbose=True)  # prints the placement table (ID OpType DataType Target ...) on stdout
         try:
             if r.config(target_platform="rk3588") or r.load_onnx(path):
                 return "fails", "load_onnx"
@@ -88,6 +89,24 @@ def _probe_one(test_dir: str) -> tuple[str, str]:
     return "matches", ""
 
 
+def placement(text: str) -> list[tuple[str, str, str]]:
+    """(op type, target CPU/NPU, full name) per row of the toolkit's verbose placement table."""
+    rows, inside = [], False
+    for line in text.splitlines():
+        body = line.split("] ", 1)[-1] if line.startswith("D RKNN:") else line
+        if body.startswith("ID ") and "OpType" in body and "Target" in body:
+            inside = True
+            continue
+        if not inside or body.startswith("---"):
+            if inside and rows and body.startswith("---"):
+                break
+            continue
+        parts = body.split()
+        if len(parts) >= 5 and parts[0].isdigit():
+            rows.append((parts[1], parts[3], parts[-1]))
+    return rows
+
+
 def _probe_isolated(test_dir: str) -> tuple[str, str]:
     """One test in its own process (the toolkit crashes on some models: a crash is a failure, not the end)."""
     import subprocess
@@ -100,6 +119,9 @@ def _probe_isolated(test_dir: str) -> tuple[str, str]:
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith("{"):
             got = json.loads(line)
+            where = sorted({t for op, t, _ in placement(proc.stdout) if op not in ("InputOperator", "OutputOperator")})
+            if got["result"] == "matches" and where:
+                return got["result"], "on " + "+".join(where)
             return got["result"], got["why"]
     return "fails", f"crashed (exit {proc.returncode})"
 

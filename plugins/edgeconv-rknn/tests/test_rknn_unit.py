@@ -355,3 +355,36 @@ def test_the_board_half_is_self_contained():
     imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert imported <= {"numpy", "rknnlite", "importlib"}, imported
+
+
+# The placement table rknn-toolkit2 2.5.0's verbose build printed for the digits CNN at fp16 (captured here).
+PLACEMENT_LOG = """\
+D RKNN: [20:13:19.489] >>>>>> start: rknn::RKNNSetOpTargetPass
+D RKNN: [20:13:19.513] ID   OpType             DataType Target InputShape                               OutputShape            Cycles(DDR/NPU/Total)    RW(KB)       FullName
+D RKNN: [20:13:19.513] ------------------------------------------------------------------------------------------------------------
+D RKNN: [20:13:19.513] 0    InputOperator      FLOAT16  CPU    \\                                        (1,1,8,8)              0/0/0                    0            InputOperator:input
+D RKNN: [20:13:19.513] 1    ConvRelu           FLOAT16  NPU    (1,1,8,8),(32,1,3,3),(32)                (1,32,8,8)             379/576/576              4            Conv:conv1
+D RKNN: [20:13:19.513] 3    MaxPool            FLOAT16  NPU    (1,64,8,8)                               (1,64,4,4)             0/0/0                    8            MaxPool:maxpool1
+D RKNN: [20:13:19.513] 7    Reshape            FLOAT16  CPU    (1,10,1,1),(2)                           (1,10)                 0/0/0                    0            Reshape:logits_mm_tp_rs
+D RKNN: [20:13:19.513] 8    OutputOperator     FLOAT16  CPU    (1,10)                                   \\                      0/0/0                    0            OutputOperator:logits
+D RKNN: [20:13:19.513] ------------------------------------------------------------------------------------------------------------
+D RKNN: [20:13:19.513] <<<<<<<< end: rknn::RKNNModelRegCmdbuildPass
+"""
+
+
+def test_the_toolkits_placement_table_says_which_operators_run_on_the_cpu():
+    rows = bridge.placement("noise\n" + PLACEMENT_LOG + PLACEMENT_LOG.replace("Reshape  ", "Reshape  "))
+    assert [(r["op"], r["target"]) for r in rows] == [("InputOperator", "CPU"), ("ConvRelu", "NPU"),
+                                                      ("MaxPool", "NPU"), ("Reshape", "CPU"),
+                                                      ("OutputOperator", "CPU")]
+    summary = export.placement_summary(rows)
+    assert summary["ops"] == 3 and summary["npu"] == 2 and summary["cpu"] == ["Reshape:logits_mm_tp_rs"]
+    assert bridge.placement("no table here") == [] and export.placement_summary([])["cpu"] == []
+
+
+def test_an_operator_the_document_refuses_but_the_toolkit_builds_is_a_warning_not_a_refusal():
+    ops = precheck.operator_list()["ops"]
+    let = next((op for op, r in ops.items() if r["supported"] and r.get("doc") == "Not Supported"), None)
+    assert let is not None  # the probe found some (Abs, Neg, Sign ... on toolkit 2.5.0)
+    (found,) = precheck.check_nodes([("n", let, "")])
+    assert found.fallback and "builds it" in found.reason and "not checked on a board" in found.reason

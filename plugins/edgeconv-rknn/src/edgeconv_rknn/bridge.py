@@ -48,7 +48,7 @@ def _load(rk, recipe, steps):
     _call(steps, "load_onnx", rk.load_onnx, recipe["onnx"], **kwargs)
 
 
-def _hybrid(rk, recipe, steps):
+def _hybrid(rk, recipe, steps, verbose=False):
     """hybrid_quantization_step1 -> custom_quantize_layers in the generated cfg -> step2 (in a new RKNN object, as
     the toolkit requires). Returns the RKNN object and what was kept: a node's own output tensors when the cfg
     lists them, else the first tensor of its consumer chain it lists (the toolkit fused the node into it)."""
@@ -74,22 +74,23 @@ def _hybrid(rk, recipe, steps):
     with open(cfg_file, "w", encoding="utf-8") as f:
         f.write(text.replace("custom_quantize_layers: {}\n", block, 1) if kept else text)
     rk.release()
-    rk = RKNN(verbose=False)
+    rk = RKNN(verbose=verbose)
     _call(steps, "hybrid_quantization_step2", rk.hybrid_quantization_step2, model_input=f"{stem}.model",
           data_input=f"{stem}.data", model_quantization_cfg=cfg_file)
     return rk, {"kept": kept, "not_found": missing, "cfg": cfg_file, "known_tensors": len(known)}
 
 
-def build(recipe, steps):
-    """The model, built as the recipe says, in a new RKNN object: (rk, info)."""
+def build(recipe, steps, verbose=False):
+    """The model, built as the recipe says, in a new RKNN object: (rk, info). ``verbose``: the toolkit prints its
+    debug log, with the operators' placement table, on stdout."""
     from rknn.api import RKNN
 
-    rk = RKNN(verbose=False)
+    rk = RKNN(verbose=verbose)
     try:
         _load(rk, recipe, steps)
         info = {}
         if recipe.get("hybrid") and recipe["hybrid"].get("nodes"):
-            rk, info["hybrid"] = _hybrid(rk, recipe, steps)
+            rk, info["hybrid"] = _hybrid(rk, recipe, steps, verbose)
         else:
             _call(steps, "build", rk.build, do_quantization=bool(recipe["quantize"]),
                   dataset=recipe.get("dataset") if recipe["quantize"] else None)
@@ -97,6 +98,28 @@ def build(recipe, steps):
         rk.release()
         raise
     return rk, info
+
+
+def placement(text):
+    """The last placement table of the toolkit's verbose build output (``ID OpType DataType Target ... FullName``,
+    printed on stdout): one ``{"op", "target", "name"}`` per row (target ``NPU`` or ``CPU``)."""
+    tables, rows, inside = [], [], False
+    for line in text.splitlines():
+        body = line.split("] ", 1)[-1] if line.startswith("D RKNN:") else line.strip()
+        if body.startswith("ID ") and "OpType" in body and "Target" in body:
+            inside, rows = True, []
+            continue
+        if not inside:
+            continue
+        if body.startswith("---"):
+            if rows:
+                tables.append(rows)
+                inside = False
+            continue
+        parts = body.split()
+        if len(parts) >= 5 and parts[0].isdigit():
+            rows.append({"op": parts[1], "target": parts[3], "name": parts[-1]})
+    return tables[-1] if tables else []
 
 
 _ROW = re.compile(r"^\[(?P<kind>[^\]]+)\]\s+(?P<name>\S+)\s*(?P<rest>.*)$")
@@ -125,7 +148,7 @@ def cmd_build(recipe_path, result_path):
     result = {"ok": False, "steps": steps}
     rk = None
     try:
-        rk, info = build(recipe, steps)
+        rk, info = build(recipe, steps, verbose=True)
         result.update(info)
         _call(steps, "export_rknn", rk.export_rknn, recipe["rknn"])
         analysis = recipe.get("analysis")

@@ -360,6 +360,9 @@ def run_build(env, build: Path, *, timeout: float | None, keep_log_at: Path | No
         raise ToolchainFailed(f"rknn-toolkit2 failed: {result.get('error') or 'exit ' + str(res['returncode'])}: "
                               f"{first_error(res['output'])} (log: {kept})", stage="export")
     result["seconds"] = res["seconds"]
+    from .bridge import placement
+
+    result["placement"] = placement(res["output"])
     return result
 
 
@@ -411,6 +414,11 @@ def _collect(job, model, build, recipe, result, details, env, shapes, shape_sets
             shutil.copyfile(build / hybrid["cfg"], workdir / "quantization.cfg")
             files.append(workdir / "quantization.cfg")
     details["accuracy_analysis"] = _analysis_summary(analysis, recipe)
+    details["placement"] = placement_summary(result.get("placement") or [])
+    cpu = details["placement"]["cpu"]
+    if cpu:
+        job.warn(f"rknn: {len(cpu)} operator(s) placed on the CPU, not the NPU, by the toolkit: "
+                 + ", ".join(cpu[:5]) + (" ..." if len(cpu) > 5 else ""))
     version = result.get("toolkit") or TOOLKIT_VERSION
     details["rknn_toolkit"] = {"version": version, "toolchain": env.describe(), "steps": result.get("steps", []),
                                "seconds": result.get("seconds")}
@@ -430,6 +438,15 @@ def _collect(job, model, build, recipe, result, details, env, shapes, shape_sets
                         "input_formats": recipe["input_formats"], "core_mask": str(job.options.get("core_mask")
                                                                                    or "auto")},
     )
+
+
+def placement_summary(rows: list[dict[str, str]]) -> dict[str, Any]:
+    """Where the toolkit put each operator (its verbose build's table): the NPU count and the CPU ones by name
+    (the model's input and output operators, always on the CPU, left out)."""
+    ops = [r for r in rows if r["op"] not in ("InputOperator", "OutputOperator")]
+    return {"ops": len(ops), "npu": sum(r["target"] == "NPU" for r in ops),
+            "cpu": [r["name"] for r in ops if r["target"] != "NPU"], "table": rows,
+            "source": "rknn-toolkit2's verbose build log" if rows else "no placement table in the build log"}
 
 
 def _analysis_summary(analysis, recipe) -> dict[str, Any]:
