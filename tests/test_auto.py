@@ -49,10 +49,9 @@ def test_winner_is_the_fastest_qualifying_measured(digits_auto):
     qualifying = [c for c in auto["candidates"] if c["qualifies"]]
     fastest = min(qualifying, key=lambda c: c["latency_ms_p50"])
     assert fastest["name"] == auto["winner"]
-    best = min(s["p50"] for s in fastest["settings_tried"])
-    assert digits_auto.report["latency_ms"]["p50"] == pytest.approx(best)
-    tried = [s["settings"] for s in fastest["settings_tried"]]
-    assert {} in tried and {"graph_optimization": "basic"} in tried
+    assert digits_auto.report["latency_ms"]["p50"] == pytest.approx(fastest["latency_ms_p50"])
+    tried = [s["settings"] for s in fastest["settings_tried"]]  # each variant against the defaults, paired
+    assert "graph_optimization=basic" in tried and all(s["ratio"] > 0 for s in fastest["settings_tried"])
 
 
 def test_output_holds_the_winner_only_and_its_settings(digits_auto):
@@ -75,7 +74,7 @@ def test_output_holds_the_winner_only_and_its_settings(digits_auto):
 def test_render_shows_every_candidate(digits_auto):
     from rich.console import Console
 
-    from edgeconv.report import render
+    from edgeconv.cli.render import render
 
     console = Console(record=True, width=220)
     render(digits_auto.report, console)

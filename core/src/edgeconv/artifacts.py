@@ -6,6 +6,7 @@ settings); ``verify`` also checks that the source given is the one the artifact 
 
 from __future__ import annotations
 
+import math
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from .records import Result
 from .report import SCHEMA, Budgets
 from .request import check_int, profiles, source_path
 from .stages import importing, run_stage
+from .errors import BadInput
+from .verify import tuning
 from .verify.bench import latency, peak_memory
 from .verify.fidelity import verify_models
 from .verify.runners import make_runner
@@ -70,14 +73,18 @@ def verify(source: Any, artifact: str | Path, *, data: Any = None, precision: st
 
 def bench(model: str | Path, *, runs: int = 100, warmup: int = 10, threads: int | None = None,
           input_shapes: Any = None, data: Any = None, seed: int = 0, memory: bool = True,
-          place: str | None = None) -> dict[str, Any]:
+          place: str | None = None, tune: str = "quick") -> dict[str, Any]:
     """Latency (and peak memory) of one model or artifact folder on its runner, with the settings its manifest
-    records; on a board with ``place`` (measured there)."""
+    records; on a board with ``place`` (measured there). When ``--precision auto`` stored runner settings, they are
+    also timed against the runtime's defaults in paired, interleaved rounds (``tune``: ``off`` skips it) and a
+    warning says when the stored settings lose on this machine now."""
     import numpy as np
 
     runs = check_int("--runs", runs, 1)
     warmup = check_int("--warmup", warmup, 0)
     threads = check_int("--threads", threads, 1, 1024, optional=True)
+    if tune not in tuning.TUNE_LEVELS:
+        raise BadInput(f"--tune {tune!r} must be one of {', '.join(tuning.TUNE_LEVELS)}", stage="options")
     m, record = open_artifact(model, input_shapes=input_shapes)
     ds = load_dataset(data, m.io, what="--data", seed=seed, random_samples=1)
     feed = next(iter(ds.feeds(m.io)))[0]
@@ -85,6 +92,8 @@ def bench(model: str | Path, *, runs: int = 100, warmup: int = 10, threads: int 
     with make_runner(m, place=place, threads=threads, **opts) as runner:
         lat = latency(runner, feed, runs=runs, warmup=warmup)
         info = runner.info
+    stored = ((record or {}).get("auto") or {}).get("runner_settings") or {}
+    versus = _stored_vs_defaults(m, opts, stored, feed, threads, tune) if stored and place is None else None
     mem: dict[str, Any] = {}
     if place is not None:  # measured where it ran, by the board half
         mem = {k: info[k] for k in ("peak_rss_bytes", "baseline_rss_bytes", "model_rss_bytes") if k in info}
@@ -95,4 +104,32 @@ def bench(model: str | Path, *, runs: int = 100, warmup: int = 10, threads: int 
             mem = peak_memory(m.form, m.path, {**opts, **({"threads": threads} if threads else {})}, f)
     return {"schema": "edgeconv.bench/1", "model": str(model), "form": m.form, "latency_ms": lat,
             "peak_rss_bytes": mem.get("peak_rss_bytes"), "memory": mem, "runtime": info,
+            "stored_settings": versus, "warnings": (versus or {}).get("warnings", []),
             "versions": reporting.versions()}
+
+
+def _stored_vs_defaults(m: Model, opts: dict[str, Any], stored: dict[str, Any], feed: dict[str, Any],
+                        threads: int | None, tune: str) -> dict[str, Any] | None:
+    """The settings ``--precision auto`` stored against the runtime's defaults, paired and interleaved, with an A/A
+    pair for the noise (``edgeconv.verify.tuning``)."""
+    if tune == "off":
+        return None
+    rounds, per_round = tuning.TUNE_LEVELS[tune]
+    defaults = {k: v for k, v in opts.items() if k not in stored}
+    runners = [make_runner(m, threads=threads, **o) for o in (opts, defaults, defaults)]
+    try:
+        for r in runners:
+            r.open()
+        cs = [tuning.Contender(k, lambda r=r: r.run(feed)) for k, r in zip(("stored", "defaults", "A/A"), runners)]
+        tuning.interleaved_rounds(cs, rounds, per_round)
+    finally:
+        for r in runners:
+            r.close()
+    effect = tuning.paired_effect(cs[1].samples, cs[0].samples)
+    noise = tuning.aa_noise(cs[1].samples, cs[2].samples)
+    out = {"settings": stored, "ratio_to_defaults": round(math.exp(effect), 4),
+           "noise": round(math.exp(noise), 4), "load": tuning.machine_load(), "warnings": []}
+    if effect > noise:
+        out["warnings"].append(f"the stored runner settings {stored} are {out['ratio_to_defaults']:.2f}x the runtime "
+                               f"defaults' latency on this machine now (noise {out['noise']:.2f}x): run without them")
+    return out

@@ -40,7 +40,8 @@ from .plugins import registry
 from .records import Result, load_ref
 from .report import Budgets
 from .request import ConversionRequest
-from .verify.bench import latency, peak_memory
+from .verify import tuning
+from .verify.bench import peak_memory
 from .verify.fidelity import adapt_inputs
 from .verify.runners import make_runner
 
@@ -48,7 +49,6 @@ DEFAULT_MAX_ACCURACY_DROP = 1.0  # percentage points, when --precision auto is g
 AUTO_PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 MAX_FALLBACK_TRIALS = 8  # int8 builds the sensitive-layer search may make
 SENSITIVITY_SAMPLES = 16  # evaluation samples for ranking the layers (calibration: 2x)
-LATENCY_ROUNDS = 3
 
 
 def _quiet(msg: str) -> None:
@@ -139,9 +139,12 @@ def _precisions(tgt: Any, precisions: tuple[str, ...] | None) -> list[str]:
 
 def convert_auto(req: ConversionRequest, *, status: Callable[[str], None] | None = None,
                  precisions: tuple[str, ...] | None = None, fallback: bool = True,
-                 search_runtime: bool = True) -> Result:
+                 search_runtime: bool = True, tune: str = "quick") -> Result:
     """``convert(..., precision="auto")``; ``precisions`` narrows the candidates, ``fallback=False`` skips the
-    sensitive-layer search, ``search_runtime=False`` the runner settings."""
+    sensitive-layer search; ``tune`` (``off``, ``quick``, ``full``) is how hard the runner settings are searched
+    (``search_runtime=False`` is ``tune="off"``)."""
+    if tune not in tuning.TUNE_LEVELS:
+        raise BadInput(f"--tune {tune!r} must be one of {', '.join(tuning.TUNE_LEVELS)}", stage="options")
     say = status or _quiet
     started = time.perf_counter()
     _check(req)
@@ -167,7 +170,7 @@ def convert_auto(req: ConversionRequest, *, status: Callable[[str], None] | None
         t0 = time.perf_counter()
         finalists = [c for c in s.candidates if c.get("qualifies")]
         pool = finalists or [c for c in s.candidates if "report" in c and c.get("status") == "built"]
-        timed = _tournament(pool, req, search_runtime, say)
+        timed, tuning_record = _tournament(pool, req, tune if search_runtime else "off", say)
         timings["runtime_search"] = round(time.perf_counter() - t0, 3)
         best = _best(timed, finalists)
         winner = best["candidate"] if best else next(c for c in s.candidates if "report" in c)
@@ -176,8 +179,18 @@ def convert_auto(req: ConversionRequest, *, status: Callable[[str], None] | None
         report = _final_report(s, winner, best, settings, timed, out, drop=drop, notes=notes,
                                why=_why(winner, settings, timed, finalists, req.budgets),
                                sensitivity=sensitivity_info, timings=timings, started=started)
+        _note_tuning(report, tuning_record, best)
         _write_winner(s, winner, settings, report, out)
     return Result(report=report, artifact=out, exit_code=report["verdict"]["exit_code"])
+
+
+def _note_tuning(report: dict[str, Any], record: dict[str, Any], best: dict[str, Any] | None) -> None:
+    report["auto"]["tuning"] = {**record, "winner": best.get("tuning") if best else None}
+    load = record["load"]
+    if load["busy"]:
+        report["warnings"].append(f"the machine was busy while tuning (load {load['load1']} on {load['cores']} "
+                                  "cores): thread-reducing settings were not tried; re-run on a quiet machine for "
+                                  "settings that hold")
 
 
 def _build_candidates(s: Session, chosen: list[str], notes: list[str], timings: dict[str, float]) -> None:
@@ -292,48 +305,79 @@ def _feed(c: dict[str, Any], req: ConversionRequest) -> tuple[Any, dict[str, Any
     return model, record or {}, adapt_inputs(next(iter(ds.feeds(src_io)))[0], src_io, model.io)
 
 
-def _tournament(pool: list[dict[str, Any]], req: ConversionRequest, search: bool,
-                say: Callable[[str], None]) -> list[dict[str, Any]]:
-    """Time every (candidate, runner settings) pair in interleaved rounds; pooled percentiles."""
-    entries = []
-    for c in pool:
-        model, record, feed = _feed(c, req)
-        base = dict(record.get("runner_options") or {})
-        for settings in (runtime_variants(model.form, req.threads) if search else [{}]):
-            runner = make_runner(model, threads=req.threads, **{**base, **settings})
-            try:
-                runner.open()
-            except EdgeconvError as exc:
-                say(f"{c['name']} {settings}: cannot run ({exc})")
-                continue
-            entries.append({"candidate": c, "settings": settings, "runner": runner, "feed": feed, "samples": []})
+def _tournament(pool: list[dict[str, Any]], req: ConversionRequest, tune: str,
+                say: Callable[[str], None]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Time every candidate with its runner's defaults, the defaults again (the A/A pair) and each tuning variant,
+    all interleaved in the same rounds; keep a variant only when it beats the defaults by more than the noise
+    (``edgeconv.verify.tuning``). Returns one timing per candidate (its chosen settings) and the tuning record."""
+    load = tuning.machine_load()
+    rounds, per_round = tuning.TUNE_LEVELS.get(tune) or (3, max(5, req.runs // 3))
+    if rounds == 0:
+        rounds, per_round = 3, max(5, req.runs // 3)  # off: the candidates are still timed, with their defaults
+    groups: list[dict[str, Any]] = []
+    skipped: list[str] = []
     try:
-        _rounds(entries, req, say)
-        return [_timed(e, req.warmup) for e in entries]
+        for c in pool:
+            group = _contenders(c, req, tune, load, skipped, say)
+            if group is not None:
+                groups.append(group)
+        everyone = [x for g in groups for x in g["contenders"]]
+        tuning.interleaved_rounds(everyone, rounds, per_round, warmup=req.warmup, status=say)
+        return [_chosen(g, req.warmup, rounds) for g in groups], {
+            "level": tune, "rounds": rounds, "per_round": per_round, "load": load, "skipped": skipped,
+            "rule": "a setting other than the defaults is kept only when it wins paired, interleaved rounds "
+                    "against them by more than the A/A noise + 3 %"}
     finally:
-        for e in entries:
-            e["runner"].close()
+        for g in groups:
+            for r in g["runners"]:
+                r.close()
 
 
-def _rounds(entries: list[dict[str, Any]], req: ConversionRequest, say: Callable[[str], None]) -> None:
-    per_round = max(5, req.runs // LATENCY_ROUNDS)
-    for r in range(LATENCY_ROUNDS):
-        say(f"timing {len(entries)} candidate settings, round {r + 1}/{LATENCY_ROUNDS}")
-        for e in entries:
-            lat = latency(e["runner"], e["feed"], runs=per_round, warmup=req.warmup if r == 0 else 2)
-            e["samples"] += lat["samples_ms"]
+def _contenders(c: dict[str, Any], req: ConversionRequest, tune: str, load: dict[str, Any], skipped: list[str],
+                say: Callable[[str], None]) -> dict[str, Any] | None:
+    model, record, feed = _feed(c, req)
+    base = dict(record.get("runner_options") or {})
+    variants = runtime_variants(model.form, req.threads)[1:] if tune != "off" else []
+    if load["busy"]:
+        kept = [v for v in variants if not tuning.takes_threads_away(v)]
+        skipped += [f"{c['name']} {_label(v)}: the machine is busy (load {load['load1']} on {load['cores']} cores): "
+                    "fewer threads would win against the contention, not on the device" for v in variants
+                    if v not in kept]
+        variants = kept
+    group: dict[str, Any] = {"candidate": c, "runners": [], "contenders": [], "variants": {}, "feed": feed}
+    for key, settings in [("defaults", {}), ("defaults (A/A)", {}), *((_label(v), v) for v in variants)]:
+        runner = make_runner(model, threads=req.threads, **{**base, **settings})
+        try:
+            runner.open()
+        except EdgeconvError as exc:
+            say(f"{c['name']} {key}: cannot run ({exc})")
+            if not settings:
+                for r in group["runners"]:
+                    r.close()
+                return None
+            continue
+        group["runners"].append(runner)
+        contender = tuning.Contender(f"{c['name']}: {key}", lambda r=runner: r.run(feed))
+        group["contenders"].append(contender)
+        if key == "defaults":
+            group["default"], group["info"] = contender, runner.info
+        elif key == "defaults (A/A)":
+            group["aa"] = contender
+        else:
+            group["variants"][key] = (settings, contender, runner.info)
+    return group
 
 
-def _timed(e: dict[str, Any], warmup: int) -> dict[str, Any]:
-    import numpy as np
-
-    t = np.array(e["samples"])
-    lat = {"p10": float(np.percentile(t, 10)), "p50": float(np.percentile(t, 50)),
-           "p90": float(np.percentile(t, 90)), "p99": float(np.percentile(t, 99)), "mean": float(t.mean()),
-           "runs": len(t), "warmup": warmup, "rounds": LATENCY_ROUNDS, "samples_ms": [round(float(x), 4) for x in t]}
-    batch = max((a.shape[0] if a.ndim else 1) for a in e["feed"].values()) if e["feed"] else 1
-    lat["throughput_per_s"] = batch * 1000.0 / lat["p50"] if lat["p50"] > 0 else None
-    return {"candidate": e["candidate"], "settings": e["settings"], "latency_ms": lat, "runtime": dict(e["runner"].info)}
+def _chosen(g: dict[str, Any], warmup: int, rounds: int) -> dict[str, Any]:
+    decision = tuning.decide(g["default"].samples, {k: v[1].samples for k, v in g["variants"].items()},
+                             g["aa"].samples)
+    if decision["choice"] is None:
+        settings, contender, info = {}, g["default"], g["info"]
+    else:
+        settings, contender, info = g["variants"][decision["choice"]]
+    batch = max((a.shape[0] if a.ndim else 1) for a in g["feed"].values()) if g["feed"] else 1
+    return {"candidate": g["candidate"], "settings": settings, "runtime": dict(info), "tuning": decision,
+            "latency_ms": tuning.latency_record(contender, batch, warmup, rounds)}
 
 
 # -- the report ---------------------------------------------------------------------------
@@ -386,7 +430,8 @@ def _summary(c: dict[str, Any], timed: list[dict[str, Any]]) -> dict[str, Any]:
         "latency_ms_p50": best["latency_ms"]["p50"] if best else (rep.get("latency_ms") or {}).get("p50"),
         "latency_measured": "tournament" if best else ("verification" if rep.get("latency_ms") else None),
         "best_settings": best["settings"] if best else None,
-        "settings_tried": [{"settings": t["settings"], "p50": t["latency_ms"]["p50"]} for t in runs],
+        "settings_tried": (best or {}).get("tuning", {}).get("variants", []),
+        "tuning_noise": (best or {}).get("tuning", {}).get("noise"),
         "budgets": c.get("budgets") or {},
         "qualifies": bool(c.get("qualifies")),
         "failures": c.get("failures") or [],

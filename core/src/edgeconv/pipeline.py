@@ -209,7 +209,9 @@ def write_manifest(folder: Path, prepared: Prepared, built: Built, report: dict[
         "verification": {k: report.get(k) for k in ("verdict", "fidelity", "accuracy", "latency_ms", "budgets")},
         **({"device": report["device"]} if report.get("device") else {}),
     }
-    manifest.write(folder, record, art.files or [art.path])
+    # the artifact's files where they are now: ``folder`` is the exporter's workdir, or a copy of it (auto's winner)
+    made_in = built.workdir or art.path.parent
+    manifest.write(folder, record, [folder / Path(f).relative_to(made_in) for f in art.files or [art.path]])
 
 
 def write_report(folder: Path, report: dict[str, Any]) -> None:

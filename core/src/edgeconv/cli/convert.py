@@ -36,6 +36,7 @@ CONVERT = (
     ("no_memory", Annotated[bool, typer.Option("--no-memory", help="Skip the peak-memory measurement.")], False),
     ("via", Annotated[Optional[str], typer.Option("--via", help="Force the route through this form (e.g. onnx).")], None),
     ("skip_pass", Annotated[Optional[list[str]], typer.Option("--skip-pass", help="Do not run this pass (e.g. onnx.simplify).")], None),
+    ("tune", Annotated[str, typer.Option("--tune", help="With --precision auto: how hard runtime settings are searched (off, quick, full); a setting is kept only when it beats the runtime's defaults by more than the measured noise.")], "quick"),
     ("prepare_only", Annotated[bool, typer.Option("--prepare-only", help="Targets that offer it: write what this host can make (prepared ONNX, build recipe) without the vendor toolchain.")], False),
     # images as calibration data
     ("mean", Annotated[Optional[str], typer.Option("--mean", help="Image preprocessing mean, after scaling to 0..1: 0.485,0.456,0.406")], None),
@@ -135,8 +136,12 @@ def register(app: typer.Typer) -> None:
             req = ConversionRequest.build(model, target, **kwargs)
             inputs = tuple(req.inputs())
             check_report_path(opts["report_html"], opts["force"], inputs)
+            if opts["tune"] != "quick" and not req.auto:
+                from ..errors import BadInput
+
+                raise BadInput("--tune goes with --precision auto (or edgeconv bench)", stage="options")
             with progress(not opts["as_json"]) as status:
-                result = run(req, status=status)
+                result = run(req, status=status, **({"tune": opts["tune"]} if req.auto else {}))
         say_prune(result.report)
         write_report(opts["report_html"], result.report, opts["force"], inputs)
         emit(result, opts["as_json"])

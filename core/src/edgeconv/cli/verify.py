@@ -56,6 +56,7 @@ def register(app: typer.Typer) -> None:
         input_shape: Annotated[Optional[list[str]], typer.Option("--input-shape", help="Pin an input's dynamic axes: NAME:1,3,224,224.")] = None,
         data: Annotated[Optional[Path], typer.Option("--data", help="A sample to time (.npz keyed by input name).")] = None,
         on: Annotated[Optional[str], typer.Option("--on", help="Run it on this board (docs/boards.md).")] = None,
+        tune: Annotated[str, typer.Option("--tune", help="Settings --precision auto stored are also timed against the runtime's defaults, paired and interleaved: off, quick, full.")] = "quick",
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     ) -> None:
         """Latency (p10/p50/p90/p99) and peak memory of a model on its runner."""
@@ -63,7 +64,7 @@ def register(app: typer.Typer) -> None:
             from ..api import bench as run_bench
 
             res = run_bench(model, runs=runs, warmup=warmup, threads=threads, input_shapes=input_shape, data=data,
-                            place=on)
+                            place=on, tune=tune)
         if as_json:
             emit_json(res)
             return
@@ -74,3 +75,9 @@ def register(app: typer.Typer) -> None:
         where = f" on {on}" if on else ""
         typer.echo(clean(f"{model}{where}: p10 {lat['p10']:.3f} ms  p50 {lat['p50']:.3f} ms  p90 {lat['p90']:.3f} ms  "
                          f"p99 {lat['p99']:.3f} ms  ({lat['runs']} runs)  peak RSS {human_size(res.get('peak_rss_bytes'))}"))
+        versus = res.get("stored_settings")
+        if versus:
+            typer.echo(clean(f"stored settings {versus['settings']}: {versus['ratio_to_defaults']:.2f}x the runtime "
+                             f"defaults (A/A noise {versus['noise']:.2f}x)"))
+        for w in res.get("warnings") or []:
+            typer.echo(clean(f"warning: {w}"), err=True)
