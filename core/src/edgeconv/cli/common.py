@@ -185,21 +185,9 @@ def source_options(opts: dict[str, Any]) -> dict[str, Any]:
 
 def thresholds(values: list[str] | None) -> dict[str, float]:
     """``--threshold NAME=VALUE``: a metric of the table (``edgeconv.verify.metrics``) and a number."""
-    from ..verify import metrics
+    from ..verify.metrics import parse_thresholds
 
-    parse = getattr(metrics, "parse_thresholds", None)
-    if parse is not None:
-        return parse(values)
-    known = ("cosine", "sqnr_db", "top1", "max_rel_err", "int_equal")
-    out = {}
-    for key, value in pairs(values, "--threshold").items():
-        if key not in known:
-            raise BadInput(f"--threshold {key}={value}: {key!r} is not a metric ({', '.join(known)})", stage="options")
-        try:
-            out[key] = float(value)
-        except ValueError:
-            raise BadInput(f"--threshold {key}={value}: {value!r} is not a number", stage="options") from None
-    return out
+    return parse_thresholds(values)
 
 
 def check_options(opts: dict[str, Any]) -> dict[str, Any]:
