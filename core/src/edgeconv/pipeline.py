@@ -185,6 +185,9 @@ def report_of(prepared: Prepared, built: Built, final: Path, verification: dict[
         precision=built.plan.precision, options=built.plan.options, forms=forms_of(prepared, built),
         passes=built.passes, artifact=art, staging=built.workdir or art.path.parent, final=final,
         calibration=built.job._calib.describe() if built.job._calib is not None else None, device=req.device)
+    share = (art.details or {}).get("precision_share")
+    if isinstance(share, dict):  # how much of the compute runs at the precision asked for (#17.2): it can fail
+        report["precision_share"] = share
     reason = None
     if verification is not None:
         report.update(verification)
