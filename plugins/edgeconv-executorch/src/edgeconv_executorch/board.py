@@ -9,7 +9,8 @@ The board agent's contract: ``MODULES`` (imported before the memory baseline), `
 ``session.infer({name: array}) -> {name: array}``, ``session.info`` and ``session.close()``. Options (the
 artifact's manifest ``runner_options``): ``input_names`` / ``output_names`` (a .pte has no tensor names: the
 program takes its inputs and returns its outputs by position, in this order) and ``num_threads`` (the XNNPACK
-thread pool; the runtime's default is one thread per core).
+thread pool; the runtime's default is one thread per core). The runtime has one thread pool per process: each
+session sets the count it wants before it runs.
 
 Run by hand on a board: ``python board.py model.pte inputs.npz outputs.npz [threads]`` (the .npz keys in the
 program's input order) prints the session's info as JSON and writes the outputs.
@@ -45,10 +46,8 @@ class PteSession:
         from executorch.runtime import Runtime
 
         runtime = Runtime.get()
-        if num_threads:
-            from executorch.extension.pybindings import portable_lib
-
-            portable_lib._unsafe_reset_threadpool(int(num_threads))  # the one thread-pool knob the bindings offer
+        self.threads = int(num_threads) if num_threads else _default_threads()
+        _use_threads(self.threads)
         try:
             self.program = runtime.load_program(str(path))  # verification: InternalConsistency (the default)
             if "forward" not in self.program.method_names:
@@ -86,6 +85,8 @@ class PteSession:
         """Positional numpy arrays in, positional numpy arrays out."""
         import numpy as np
         import torch
+
+        _use_threads(self.threads)
 
         if len(arrays) != len(self.inputs):
             raise RunError("the program takes %d inputs, got %d" % (len(self.inputs), len(arrays)))
@@ -126,6 +127,29 @@ class PteSession:
     def close(self):
         self.method = None
         self.program = None
+
+
+_THREADS = {}  # "default": the runtime's own thread count, read before any session changes it; "current": the last set
+
+
+def _default_threads():
+    from executorch.extension.pybindings import portable_lib
+
+    if "default" not in _THREADS:
+        _THREADS["default"] = int(portable_lib._threadpool_get_thread_count())
+    return _THREADS["default"]
+
+
+def _use_threads(n):
+    """The runtime has ONE thread pool per process (the bindings' only knob resets it): a session sets its count
+    before it runs, so that sessions with different counts in one process (a timing tournament) each get theirs."""
+    if _THREADS.get("current") == n:  # a dict lookup per inference, not a call into the bindings
+        return
+    from executorch.extension.pybindings import portable_lib
+
+    if int(portable_lib._threadpool_get_thread_count()) != n:
+        portable_lib._unsafe_reset_threadpool(n)
+    _THREADS["current"] = n
 
 
 def _version():

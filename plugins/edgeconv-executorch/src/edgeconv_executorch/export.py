@@ -23,6 +23,13 @@ from edgeconv.plugin import Artifact, IOContract, Model, TensorSpec, ToolchainFa
 from . import capture
 
 _PLUMBING = {"getitem"}
+# What the .pte stores. fp16: executorch 1.5.1's XNNPACK serializer writes convolution weights as float32 whatever
+# their dtype (op_conv2d.py: force_fp32=True; XNNPACK converts them when the program loads), so an fp16 CNN is
+# not smaller than its fp32 program; linear weights are stored in float16.
+WEIGHTS = {"fp32": "float32",
+           "fp16": "float16 compute; convolution weights stored float32 (XNNPACK converts them at load), linear "
+                   "weights float16",
+           "int8": "int8 (PT2E, XNNPACKQuantizer) where quantized, float32 elsewhere"}
 _HEAVY = ("convolution", "conv", "linear", "addmm", "mm", "bmm", "matmul", "baddbmm")
 
 
@@ -63,8 +70,7 @@ def export(model: Model, job: Any) -> Artifact:
     io = artifact_io(model, ep)
     details: dict[str, Any] = {
         "precision": precision,
-        "weights": {"fp32": "float32", "fp16": "float16", "int8": "int8 (PT2E, XNNPACKQuantizer) where quantized, "
-                    "float32 elsewhere"}[precision],
+        "weights": WEIGHTS[precision],
         "delegate": delegate,
         "delegation": delegation,
         "lower_seconds": round(lowered - t0, 3),

@@ -75,7 +75,7 @@ def register_runners(register):
     register(RunnerSpec(form="pte", name="executorch", factory="edgeconv_executorch.runner:PteRunner",
                         requirements=(EXECUTORCH,),
                         options={"num_threads": int, "input_names": list, "output_names": list},
-                        board="edgeconv_executorch.board"))
+                        board="edgeconv_executorch.board", tuning="edgeconv_executorch.runner:tuning"))
 
 
 @hookimpl

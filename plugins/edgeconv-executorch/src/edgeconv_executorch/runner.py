@@ -7,6 +7,7 @@ threads, and whether the runtime has the XNNPACK backend the program's delegates
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -72,3 +73,12 @@ def load_pte(source: Any, *, input_shapes: dict[str, tuple[int, ...]] | None = N
     if input_shapes:
         io = io.pinned(input_shapes, file=str(path))
     return Model(form="pte", io=io, path=path, meta={"executorch": session.info["runtime"]})
+
+
+def tuning(threads: int | None = None) -> list[dict[str, Any]]:
+    """The settings ``--precision auto`` may time for a .pte (the first: its own): the thread pool's size, searched
+    only when the user gave none and there is more than one core (XNNPACK's only runtime knob here)."""
+    out: list[dict[str, Any]] = [{}]
+    if threads is None and (os.cpu_count() or 1) > 1:
+        out.append({"num_threads": 1})
+    return out
