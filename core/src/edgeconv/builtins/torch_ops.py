@@ -64,6 +64,7 @@ def _schemas() -> dict[str, tuple]:
     return {k: tuple(v) for k, v in out.items()}
 
 
+@functools.cache
 def op_refusal(namespace: str, op: str, *, graph: bool = False) -> str | None:
     """Why ``namespace::op`` is refused, or None when it is allowed (``graph``: an ExportedProgram's namespaces)."""
     name = f"{namespace}::{op}"
@@ -89,6 +90,7 @@ def op_refusal(namespace: str, op: str, *, graph: bool = False) -> str | None:
     return None
 
 
+@functools.cache
 def refused_method(attr: str) -> str | None:
     """A method call ``x.attr(...)`` on a tensor resolves to ``aten::attr``: refused like the operator."""
     if attr in REFUSED_ATEN:

@@ -97,9 +97,10 @@ def _check_source(text: str, rel: str) -> None:
         tree = ast.parse(text, filename=rel)
     except (SyntaxError, ValueError) as exc:
         raise Refused(f"{rel} is not TorchScript source edgeconv can read ({type(exc).__name__})") from None
-    bound = _bound_names(tree)
-    inner = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Attribute)}
-    for node in ast.walk(tree):
+    nodes = list(ast.walk(tree))
+    bound = _bound_names(nodes)
+    inner = {id(n.value) for n in nodes if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Attribute)}
+    for node in nodes:
         if id(node) in inner:
             continue  # a prefix of a longer chain: the whole chain is checked once
         why = _node_finding(node, bound)
@@ -124,9 +125,9 @@ def _raw_findings(text: str):
             yield f"uses {why}"
 
 
-def _bound_names(tree: ast.AST) -> set[str]:
+def _bound_names(nodes: list[ast.AST]) -> set[str]:
     bound: set[str] = set()
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
             bound.add(node.name)
         elif isinstance(node, ast.arg):
