@@ -239,10 +239,14 @@ class KillFirstWorker(Progress):
             os.kill(event["pid"], signal.SIGKILL)
 
 
-def test_a_dead_worker_loses_no_cell(folder):
+def test_a_dead_worker_loses_no_cell(folder, monkeypatch, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("tmp")
+    monkeypatch.setattr("tempfile.tempdir", str(tmp))  # the pool's scratch folder goes here,
+    monkeypatch.setenv("TMPDIR", str(tmp))  # and the workers' temporary folders would, but for the pool's scratch
     spec = load_spec(write_spec(folder, MODEL + "targets: [onnxruntime]\nprecisions: [fp32, int8]\nruns: 5\n"))
     progress = KillFirstWorker()
     outcome = run_matrix(spec, folder / "out", backend=LocalBackend(2), progress=progress)
+    assert not list(tmp.iterdir())  # what the killed worker left in its temporary folders went with the pool's
     assert progress.killed
     lines = (folder / "out" / "results.jsonl").read_text().splitlines()
     recs = [json.loads(line) for line in lines]

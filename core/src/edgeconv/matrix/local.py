@@ -35,11 +35,15 @@ DIED = ("the worker process running this cell died (killed, out of memory, or a 
 _started: Any = None  # in a worker: the queue its "started" events go to
 
 
-def _init_worker(started: Any) -> None:
+def _init_worker(started: Any, scratch: str) -> None:
     """In each worker: one Ctrl-C interrupts the running cell (its conversion cleans up); more are ignored, so
-    the clean-up itself is never interrupted. ``started``: the queue for progress events."""
+    the clean-up itself is never interrupted. ``started``: the queue for progress events. Temporary files (the
+    worker's and its children's) go under the pool's scratch folder, which the driver removes even when a worker
+    was killed before it could clean up."""
     global _started
     _started = started
+    os.environ["TMPDIR"] = scratch
+    tempfile.tempdir = scratch
 
     def once(signum: int, frame: Any) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -121,7 +125,7 @@ class LocalBackend:
         ctx = multiprocessing.get_context("spawn")
         started = ctx.SimpleQueue()
         pool = ProcessPoolExecutor(max_workers=min(workers, len(cells)), mp_context=ctx, initializer=_init_worker,
-                                   initargs=(started,))
+                                   initargs=(started, str(scratch)))
         try:
             with isolated_start(scratch):  # every worker is spawned by these submits
                 futures = {pool.submit(_work, cell, str(out / cell.folder), self.boards.get(cell.key)): cell
