@@ -11,6 +11,8 @@ TFLite plugin tests (``sys.path.insert(0, <repo>/tests)``; ``from test_precision
 - ``same_names_if_model``: ``if_model`` whose two branches name their weights alike (what crashed the FP16
   converter with a bare ``AssertionError``).
 - ``rankless_if_model``: the branches' Conv reads a tensor of unknown rank (a Squeeze of the input).
+- ``div_model``: ``y = GAP((a * exp(d)) / exp(d))``: the divisor spans 0.0002..3000, so in int8 its small values
+  round to the zero point and LiteRT's int8 DIV kernel refuses it ("data[i] != zero_point").
 - ``bf16_sensitive_model``: ``(x @ A) @ inv(A)`` with A ill-conditioned: exact in f32, wrong in bf16 (a device's
   default precision for an f32 model on CPUs with AVX512-BF16/AMX).
 
@@ -207,6 +209,24 @@ def bf16_sensitive_model(n: int = 32, seed: int = 0) -> onnx.ModelProto:
     return _model(graph)
 
 
+def div_model(seed: int = 0) -> onnx.ModelProto:
+    """x [1,3,16,16] -> a = Conv(x), den = Exp(Conv(x) * ~3) -> GAP((a * den) / den) == GAP(a) -> y [1,4,1,1]."""
+    rng = np.random.default_rng(seed)
+    w1 = (rng.standard_normal((4, 3, 3, 3)) * 0.3).astype(np.float32)
+    w2 = (rng.standard_normal((4, 3, 1, 1)) * 3).astype(np.float32)
+    graph = helper.make_graph([
+        helper.make_node("Conv", ["x", "w1"], ["a"], name="num_conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["x", "w2"], ["d"], name="den_conv"),
+        helper.make_node("Exp", ["d"], ["den"], name="den_exp"),
+        helper.make_node("Mul", ["a", "den"], ["num"], name="num_scale"),
+        helper.make_node("Div", ["num", "den"], ["q"], name="ratio"),
+        helper.make_node("GlobalAveragePool", ["q"], ["y"], name="gap")], "div",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 1, 1])],
+        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")])
+    return _model(graph)
+
+
 def _run(model: onnx.ModelProto, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
     import onnxruntime as ort
 
@@ -248,3 +268,12 @@ def test_bf16_sensitive_model_is_the_identity_in_float32():
     x = np.random.default_rng(1).random((1, 32), dtype=np.float32)
     (y,) = _run(bf16_sensitive_model(), {"x": x})
     np.testing.assert_allclose(y, x, atol=1e-3)
+
+
+def test_div_model_divisor_spans_four_decades():
+    x = np.random.default_rng(0).random((16, 3, 16, 16), dtype=np.float32)
+    m = div_model()
+    m.graph.output.extend([onnx.ValueInfoProto(name="den")])
+    outs = [_run(m, {"x": x[i:i + 1]}) for i in range(len(x))]
+    den = np.concatenate([o[1].ravel() for o in outs])
+    assert den.min() < 1e-2 and den.max() > 100

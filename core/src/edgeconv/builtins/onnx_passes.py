@@ -22,14 +22,14 @@ from edgeconv.plugin import (
     import_ort_tools,
     iter_nodes,
     keep_float_option,
+    mixed_range_concats,
     onnx_graphs,
     ort_tool_cwd,
+    precision_share,
+    share_failure,
 )
 from edgeconv.plugin import brief as _brief
 from edgeconv.plugin import save_onnx as save
-
-# Not in edgeconv.plugin yet (asked for): the precision share, its rule, and the mixed-range recipe.
-from edgeconv.sensitivity import mixed_range_concats, precision_share, share_failure
 
 
 def _counts(proto) -> dict[str, Any]:

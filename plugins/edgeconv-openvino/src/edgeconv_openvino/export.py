@@ -120,8 +120,7 @@ def _share(core: Any, xml: Path, job: Any, quantization: dict[str, Any] | None) 
 
     kept = set((quantization or {}).get("ignored_names") or ())
     share = ir_share(core.read_model(str(xml)), job.precision, kept)
-    # Not in edgeconv.plugin yet (asked for): the one rule every target's share is judged by.
-    from edgeconv.sensitivity import share_failure
+    from edgeconv.plugin import share_failure
 
     why = share_failure(share)
     share.update({"pass": why is None, "reason": why})

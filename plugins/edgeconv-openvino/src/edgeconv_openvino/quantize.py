@@ -349,8 +349,7 @@ def mixed_range_names(ov_model: Any, job: Any) -> tuple[list[dict[str, Any]], li
     model = getattr(job, "model", None)
     if not job.options.get("mixed_range_float", True) or model is None or model.form != "onnx":
         return [], []
-    # Not in edgeconv.plugin yet (asked for): the recipe shared with the onnxruntime and tflite targets.
-    from edgeconv.sensitivity import mixed_range_concats
+    from edgeconv.plugin import mixed_range_concats
 
     feeds = [feed for feed, _ in job.calibration().feeds(model.io, limit=MIXED_RANGE_SAMPLES)]
     found = mixed_range_concats(model.obj, feeds)

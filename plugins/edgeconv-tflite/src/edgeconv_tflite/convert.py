@@ -82,10 +82,14 @@ def save_function(track: Any, fn: Callable[..., Any], specs: list[Any], path: Pa
 
 
 def to_tflite(source: Path | tuple[Any, Any], precision: str, options: dict[str, Any],
-              representative: Callable[[], Iterator[Any]] | None) -> tuple[bytes, dict[str, Any]]:
+              representative: Callable[[], Iterator[Any]] | None, *,
+              denylist: Callable[[bytes], list[str]] | None = None) -> tuple[bytes, dict[str, Any]]:
     """Convert at ``precision``: a SavedModel's serving signature, or ``(concrete function,
     trackable)`` (the function's input TensorSpec names and output keys become the signature's).
-    Returns the flatbuffer and the converter settings (for the manifest)."""
+    Returns the flatbuffer and the converter settings (for the manifest).
+
+    int8 is TFLite's own post-training quantization in its two steps, with the ranges checked in between
+    (``int8_from_calibrated``): ``denylist(calibrated model) -> tensor names`` keeps those ops in float (keep_float)."""
     tf = quiet_tensorflow()
 
     if isinstance(source, tuple):
@@ -112,14 +116,12 @@ def to_tflite(source: Path | tuple[Any, Any], precision: str, options: dict[str,
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = representative
         conv._experimental_disable_per_channel = not per_channel
+        conv._experimental_calibrate_only = True  # quantized below, from checked ranges
         io_type = options.get("io_type") or "float32"
-        if not options.get("int8_fallback"):
+        if not options.get("int8_fallback") and denylist is None:
             ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        if io_type != "float32":
-            conv.inference_input_type = getattr(tf, io_type)
-            conv.inference_output_type = getattr(tf, io_type)
         settings.update(optimizations="DEFAULT", representative_dataset=True, per_channel=per_channel,
-                        io_type=io_type, integer_only=not options.get("int8_fallback"))
+                        io_type=io_type, integer_only=not options.get("int8_fallback") and denylist is None)
     elif precision != "fp32":
         raise ValueError(f"precision {precision!r}")
     if options.get("select_tf_ops"):
@@ -128,8 +130,101 @@ def to_tflite(source: Path | tuple[Any, Any], precision: str, options: dict[str,
     settings["supported_ops"] = [o.name for o in ops]
     started = time.perf_counter()
     flatbuffer = conv.convert()
+    if precision == "int8":
+        deny = denylist(flatbuffer) if denylist is not None else []
+        flatbuffer, info = int8_from_calibrated(flatbuffer, representative, per_channel=per_channel,
+                                                io_type=settings["io_type"], denylisted=deny)
+        settings.update(info)
     settings["seconds"] = round(time.perf_counter() - started, 3)
     return flatbuffer, settings
+
+
+def int8_from_calibrated(calibrated: bytes, representative: Callable[[], Iterator[Any]], *, per_channel: bool,
+                         io_type: str, denylisted: list[str]) -> tuple[bytes, dict[str, Any]]:
+    """TFLite's MLIR quantizer on a calibrated model whose ranges were measured again (``remeasure_ranges``), with
+    the ops writing ``denylisted`` tensors kept in float (what ``QuantizationDebugger`` does with
+    ``denylisted_nodes``)."""
+    from tensorflow.lite.python import convert as tflite_convert
+
+    tf = quiet_tensorflow()
+    calibrated, fixed = remeasure_ranges(calibrated, representative)
+    quantized = tflite_convert.mlir_quantize(
+        calibrated, disable_per_channel=not per_channel, input_data_type=getattr(tf, io_type),
+        output_data_type=getattr(tf, io_type), denylisted_nodes=list(dict.fromkeys(denylisted)) or None)
+    try:  # what TFLiteConverter does last: one copy of equal read-only buffers
+        from tensorflow.lite.python.lite import _deduplicate_readonly_buffers
+
+        quantized = _deduplicate_readonly_buffers(quantized)
+    except Exception:  # noqa: BLE001 - an optimisation of the file's size
+        pass
+    info: dict[str, Any] = {"quantizer": "calibrate, re-measure ranges, mlir_quantize", "ranges_corrected": fixed}
+    if denylisted:
+        info.update(integer_only=False, float_ops_tensors=list(dict.fromkeys(denylisted)))
+    return quantized, info
+
+
+RANGE_TOLERANCE = 1e-3  # relative: a recorded range farther than this from the measured one is replaced
+
+
+def remeasure_ranges(calibrated: bytes, representative: Callable[[], Iterator[Any]]) -> tuple[bytes, list[str]]:
+    """Measure every float tensor's min/max again on the representative data with LiteRT keeping every tensor, and
+    write them where TFLite's calibrator recorded another range.
+
+    Why: the calibrator logs a tensor's range after the ops that run *in place* on its buffer (MUL, ADD, DIV of two
+    activations, TF 2.21) wrote their result into it, so such an input gets its consumer's range: measured on a
+    conv whose output feeds an in-place Mul, recorded [-2290, 1376] for a tensor in [-1.96, 2.92] -- every value of
+    it rounds to the zero point in int8. Returns the model and the names of the tensors corrected."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    interp = Interpreter(model_content=bytes(calibrated), experimental_preserve_all_tensors=True,
+                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated))
+    sub = model.subgraphs[0]
+    tracked = [i for i, t in enumerate(sub.tensors)
+               if t.quantization is not None and t.quantization.min is not None and len(t.quantization.min) == 1]
+    if not tracked:
+        return calibrated, []
+    interp.allocate_tensors()
+    sigs = interp.get_signature_list()
+    order = [d["index"] for d in interp.get_input_details()]
+    lo = {i: np.inf for i in tracked}
+    hi = {i: -np.inf for i in tracked}
+    runner = None
+    for sample in representative():
+        if sigs and isinstance(sample, dict):  # keyed by signature input (the TF route)
+            runner = runner or interp.get_signature_runner(next(iter(sigs)))
+            runner(**sample)
+        else:
+            for idx, value in zip(order, sample if isinstance(sample, (list, tuple)) else [sample], strict=False):
+                interp.set_tensor(idx, np.asarray(value))
+            interp.invoke()
+        for i in tracked:
+            try:
+                v = interp.get_tensor(i, 0) if runner is not None else interp.get_tensor(i)
+            except (ValueError, TypeError):
+                continue
+            if v.size and v.dtype.kind == "f":
+                finite = v[np.isfinite(v)]
+                if finite.size:
+                    lo[i] = min(lo[i], float(finite.min()))
+                    hi[i] = max(hi[i], float(finite.max()))
+            v = finite = None  # no reference into the interpreter may outlive this sample
+    fixed = []
+    for i in tracked:
+        if not np.isfinite(lo[i]) or not np.isfinite(hi[i]):
+            continue
+        q = sub.tensors[i].quantization
+        old_lo, old_hi = float(q.min[0]), float(q.max[0])
+        span = max(hi[i] - lo[i], abs(hi[i]), abs(lo[i]), 1e-12)
+        if abs(old_lo - lo[i]) > RANGE_TOLERANCE * span or abs(old_hi - hi[i]) > RANGE_TOLERANCE * span:
+            q.min, q.max = [lo[i]], [hi[i]]
+            name = sub.tensors[i].name
+            fixed.append(name.decode(errors="replace") if isinstance(name, bytes) else str(name))
+    if not fixed:
+        return calibrated, []
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), fixed
 
 
 def representative_dataset(feeds: list[dict[str, Any]], keys: dict[str, str] | None = None,

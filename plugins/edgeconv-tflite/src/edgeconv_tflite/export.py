@@ -43,23 +43,50 @@ from .quiet import native_output
 CHANNELS_LAST_LAYOUT = {"NCHW": "NHWC", "NCW": "NWC"}
 
 
-KEEP_FLOAT_REFUSED = (
-    "keep_float is not supported by the tflite target yet: TFLiteConverter keeps chosen ops in float only "
-    "through its quantization debugger (tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=...), "
-    "which names TFLite output tensors, not ONNX nodes, and onnx2tf does not keep a mapping between the two); "
-    "when full int8 misses the budget, -p int8-dynamic or fp16 are the options here (docs/auto.md)")
+KEEP_FLOAT_TF_ROUTE = (
+    "keep_float names ONNX nodes, and a TF/Keras source reaches TFLite without an ONNX graph: convert it through "
+    "ONNX (--via onnx), or use -O int8_fallback=true / -p int8-dynamic")
 
 
 def export(model: Model, job: Any):
     from edgeconv.plugin import keep_float_option
 
-    if keep_float_option(job.options):
-        raise BadInput(KEEP_FLOAT_REFUSED, stage="export")
     if model.form == "tf":
+        if keep_float_option(job.options):
+            raise BadInput(KEEP_FLOAT_TF_ROUTE, stage="export")
         return _tf_route(model, job)
     if model.form == "onnx":
         return _onnx_route(model, job)
     raise BadInput(f"the tflite target takes tf or onnx models, not {model.form!r}", stage="export")
+
+
+def _keep_float(model: Model, job: Any, feeds: list[dict[str, Any]] | None) -> tuple[list[str], list[dict[str, Any]]]:
+    """The ONNX nodes kept in float in the int8 model: ``-O keep_float`` (checked against the graph) and the
+    mixed-range recipe (an output Concat of ranges > 10x apart and the data movement around it;
+    ``-O mixed_range_float=false``: not)."""
+    from edgeconv.plugin import did_you_mean, iter_nodes, keep_float_option
+
+    keep = keep_float_option(job.options)
+    if keep and job.precision != "int8":
+        job.warn(f"keep_float applies to int8; {job.precision} keeps every layer in float already")
+        return [], []
+    have = {n.name for n in iter_nodes(model.obj.graph) if n.name}
+    for name in keep:
+        if name not in have:
+            raise BadInput(f"keep_float: the model has no node {name!r}{did_you_mean(name, have)}", stage="export")
+    recipe: list[dict[str, Any]] = []
+    if job.precision == "int8" and feeds and job.options.get("mixed_range_float", True):
+        from edgeconv.plugin import mixed_range_concats
+
+        recipe = mixed_range_concats(model.obj, feeds[:MIXED_RANGE_SAMPLES])
+        for r in recipe:
+            job.warn(f"output {r['output']!r} concatenates ranges {r['ratio']:.0f}x apart: its Concat {r['concat']!r} "
+                     "and the data movement around it stay float (TFLite's quantizer denylist), each part at its own "
+                     "int8 scale (-O mixed_range_float=false quantizes it with one scale)")
+    return list(dict.fromkeys([*keep, *(n for r in recipe for n in r["keep_float"])])), recipe
+
+
+MIXED_RANGE_SAMPLES = 32
 
 
 # -- ONNX route ------------------------------------------------------------------------------
@@ -77,7 +104,8 @@ def _onnx_route(model: Model, job: Any):
     work = Path(job.scratch) / "tflite"
     work.mkdir(parents=True, exist_ok=True)
     onnx_path = work / "model.onnx"
-    save(_scope_safe_names(model.obj), onnx_path)
+    safe, renamed = _scope_safe_names(model.obj)
+    save(safe, onnx_path)
     io = model.io
     src_layouts = {t.name: t.layout for t in job.source_io.inputs}
     keep = [t.name for t in io.inputs if len(t.shape) in (3, 4, 5)  # onnx2tf transposes only these ranks
@@ -86,6 +114,7 @@ def _onnx_route(model: Model, job: Any):
     out_keys = signature_keys([t.name for t in io.outputs])
 
     calib_file = None
+    feeds = None
     if job.precision == "int8":
         for node in _padded_maxpools_on_signed_inputs(model.obj.graph):
             job.warn(f"MaxPool {node} pads with 0 in the int8 model (onnx2tf's rule for int8): exact only "
@@ -93,6 +122,7 @@ def _onnx_route(model: Model, job: Any):
         feeds = _calibration_feeds(job)
         calib_file = work / "calib.npz"
         np.savez(calib_file, **{t.name: np.stack([f[t.name] for f in feeds]) for t in io.inputs})
+    keep_float, recipe = _keep_float(model, job, feeds)
     tflite = Path(job.workdir) / f"{job.stem}.tflite"
     spec = {
         "onnx": str(onnx_path),
@@ -105,6 +135,10 @@ def _onnx_route(model: Model, job: Any):
         "in_dtypes": {t.name: t.dtype for t in io.inputs},
         "has_erf": any(n.op_type == "Erf" for n in _all_nodes(model.obj.graph)),
         "calib": str(calib_file) if calib_file else None,
+        "keep_float": keep_float,
+        "renamed": renamed,
+        "output_producers": {o: p.name for p in model.obj.graph.node for o in p.output
+                             if o in {t.name for t in io.outputs} and p.name},
         "workdir": str(work),
         "result": str(work / "result.json"),
     }
@@ -126,7 +160,56 @@ def _onnx_route(model: Model, job: Any):
     }
     if "calibration_samples" in res:
         details["calibration_samples"] = res["calibration_samples"]
-    return _artifact(tflite, io, job, in_perms, in_keys, out_keys, res["converter"], res["versions"], details)
+    if res.get("keep_float"):
+        details["keep_float"] = res["keep_float"]
+        for name in res["keep_float"].get("not_found") or []:
+            job.warn(f"keep_float: ONNX node {name!r} has no op of its own in the .tflite (folded or fused at "
+                     "conversion): nothing to keep in float")
+    if recipe:
+        details["mixed_range_float"] = recipe
+    nodes = _write_node_map(tflite, res.get("op_nodes") or {}, model.obj.graph)
+    art = _artifact(tflite, io, job, in_perms, in_keys, out_keys, res["converter"], res["versions"], details)
+    if nodes is not None:
+        art.files.append(nodes)
+    kept = res.get("keep_float") or {}
+    _share(art, job, set(kept.get("tflite_tensors") or ()) | set(kept.get("input_writers") or ()))
+    return art
+
+
+def _write_node_map(tflite: Path, op_nodes: dict[str, Any], graph: Any) -> Path | None:
+    """Beside the .tflite: which ONNX node each of its ops computes (``"subgraph:op index": [nodes]``) and, per ONNX
+    node, the element-wise nodes that produce its inputs -- for the runner to name the source node when a LiteRT kernel
+    fails ("Node number 22 (DIV) failed to invoke") and the float island that avoids it."""
+    if not op_nodes.get("ops"):
+        return None
+    from .tflite_file import NODE_MAP_SUFFIX
+
+    heavy = {"Conv", "ConvTranspose", "MatMul", "Gemm"}
+    producers = {o: n for n in graph.node for o in n.output if n.name}
+    inputs = {n.name: sorted({producers[x].name for x in n.input if x in producers and producers[x].op_type not in heavy})
+              for n in graph.node if n.name}
+    path = tflite.with_name(tflite.stem + NODE_MAP_SUFFIX)
+    path.write_text(json.dumps({"schema": "edgeconv.tflite-onnx-nodes/1", **op_nodes,
+                                "input_producers": {k: v for k, v in inputs.items() if v}}, indent=0))
+    return path
+
+
+def _share(art: Any, job: Any, kept: set[str]) -> None:
+    """The share of the .tflite's compute at the precision asked for, judged by the rule every target shares."""
+    if job.precision not in ("int8", "int8-dynamic", "fp16"):
+        return
+    from . import tflite_file
+
+    share = tflite_file.precision_share(art.path, job.precision, kept)
+    if job.precision == "fp16":
+        share["note"] = "float16 weights, widened to float32 when LiteRT loads them (XNNPACK computes in float32)"
+    from edgeconv.plugin import share_failure
+
+    why = share_failure(share)
+    share.update({"pass": why is None, "reason": why})
+    art.details["precision_share"] = share
+    if why:
+        job.warn(f"not {job.precision}: {why}")
 
 
 def _run_worker(job_file: Path, work: Path, timeout: int) -> dict[str, Any]:
@@ -143,19 +226,37 @@ def _run_worker(job_file: Path, work: Path, timeout: int) -> dict[str, Any]:
     result_file = work / "result.json"
     res = json.loads(result_file.read_text()) if result_file.is_file() else None
     if proc.returncode != 0 or res is None or "error" in res:
-        cause = _ANSI.sub("", (res or {}).get("brief") or (res or {}).get("error") or _tail(log))
-        if res is None:
-            cause = f"the worker died (exit {proc.returncode}): {_tail(log)}"
-        hint = None
+        raise worker_failure(res, proc.returncode, log)
+    res["timings"]["worker_total"] = round(time.perf_counter() - started, 3)
+    return res
+
+
+def worker_failure(res: dict[str, Any] | None, returncode: int, log: Path) -> ToolchainFailed:
+    """The worker's failure as one line with its cause: the ONNX node onnx2tf was converting and where inside
+    onnx2tf it broke (an ``UnboundLocalError: cannot access local variable ...`` of its op converter is onnx2tf's
+    bug on that node, not the model's), a TF op with no TFLite kernel, an int8 kernel missing."""
+    if res is None:
+        return ToolchainFailed(f"onnx2tf -> TFLite failed: the worker died (exit {returncode}): {_tail(log)}",
+                               stage="export")
+    cause = _ANSI.sub("", res.get("brief") or res.get("error") or _tail(log))
+    node, internal = res.get("converting"), res.get("internal")
+    hint = None
+    if node and internal:
+        error = " ".join(str(res.get("error") or cause).split())[:200]
+        cause = (f"onnx2tf broke inside its converter while converting node {node[0]!r} ({node[1]}), at {internal}: "
+                 f"{error}")
+        hint = (f"an error of onnx2tf's {node[1]} converter on this node's attributes or shapes, not of the model: "
+                "pin the input shapes (--input-shape), re-export the model with another opset, or use another target")
+    elif node:
+        cause = f"{cause} (while onnx2tf converted node {node[0]!r}, {node[1]})"
+    if hint is None:
         if re.search(r"neither a custom op nor a flex op|Select TensorFlow op|custom ops", cause):
             hint = "TFLite has no builtin kernel for these ops: -O select_tf_ops=true lets them run as TF (Flex) ops"
         elif "not yet implemented" in _tail(log, 4000):
             hint = "onnx2tf has no converter for an operator of this graph (see the pre-check)"
         elif re.search(r"quantiz|int8", cause, re.I):
             hint = "-O int8_fallback=true keeps ops without an int8 kernel in float"
-        raise ToolchainFailed(f"onnx2tf -> TFLite failed: {cause}", stage="export", hint=hint)
-    res["timings"]["worker_total"] = round(time.perf_counter() - started, 3)
-    return res
+    return ToolchainFailed(f"onnx2tf -> TFLite failed: {cause}", stage="export", hint=hint)
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -194,18 +295,20 @@ _SCOPE_BAD = re.compile(r"[^A-Za-z0-9_.\\/>-]")
 
 
 def _scope_safe_names(proto):
-    """A copy with node names TF accepts as name scopes (onnx2tf names its layers after the nodes).
+    """A copy with node names TF accepts as name scopes (onnx2tf names its layers after the nodes), and the renames
+    (original -> new).
 
     paddle2onnx names nodes ``Conv@0``, ``Softmax@0``: TF refuses ``@`` in a scope and onnx2tf fails
     ("'Softmax@0' is not a valid scope name"). Node names carry no meaning in ONNX; tensor names are kept.
     """
     if not any(_SCOPE_BAD.search(n.name) for n in _all_nodes(proto.graph)):
-        return proto
+        return proto, {}
     import onnx
 
     out = onnx.ModelProto()
     out.CopyFrom(proto)
     used = {n.name for n in _all_nodes(out.graph)}
+    renamed = {}
     for node in _all_nodes(out.graph):
         if _SCOPE_BAD.search(node.name):
             base = _SCOPE_BAD.sub("_", node.name)
@@ -213,8 +316,9 @@ def _scope_safe_names(proto):
             while name in used:
                 name, i = f"{base}_{i}", i + 1
             used.add(name)
+            renamed[node.name] = name
             node.name = name
-    return out
+    return out, renamed
 
 
 def _all_nodes(graph):

@@ -30,8 +30,11 @@ OPTIONS = (
            "onnx route: auto = inputs the source declares NCHW/NCW/NCDHW become channels-last (NHWC...), "
            "the rest keep their shape; source = every input keeps the source's layout (a transpose inside)",
            ("auto", "source")),
-    Option("keep_float", list, (), "int8: ONNX node names to keep in float -- not supported on this target yet: "
-           "refused with the reason (docs/auto.md)"),
+    Option("keep_float", list, (), "int8: ONNX node names kept in float (onnx route): their TFLite ops go on the "
+           "quantizer's denylist (calibrated, then quantized with TFLite's MLIR quantizer); the model is then int8 "
+           "with float fallback for those ops (docs/targets/tflite.md)"),
+    Option("mixed_range_float", bool, True, "int8: an output Concat whose inputs' ranges differ > 10x (boxes in pixels "
+           "and scores in 0..1) stays float with the data movement around it, each input at its own int8 scale"),
     Option("threads", int, None, "runner: LiteRT interpreter threads (default: --threads, else all cores)"),
     Option("xnnpack", bool, True, "runner: use the XNNPACK delegate LiteRT applies by default"),
     Option("timeout", int, 1800, "onnx route: seconds the onnx2tf worker may run"),

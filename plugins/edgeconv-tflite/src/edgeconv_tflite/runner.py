@@ -9,9 +9,10 @@ allocated (a dynamic batch) resizes the interpreter first.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
-from edgeconv.plugin import BadInput, Runner
+from edgeconv.plugin import BadInput, Runner, ToolchainFailed
 
 from .quiet import native_output
 
@@ -89,8 +90,60 @@ class LiteRTRunner(Runner):
             interp.allocate_tensors()
         for idx, x in arrays:
             interp.set_tensor(idx, x if x.flags.c_contiguous else self._np.ascontiguousarray(x))
-        interp.invoke()
+        try:
+            interp.invoke()
+        except RuntimeError as exc:
+            raise kernel_failure(exc, self.model.path) from exc
         return {name: interp.get_tensor(idx) for name, idx in self.outputs}
 
     def deactivate(self) -> None:
         self.interp = None
+
+
+_NODE = re.compile(r"Node number (\d+) \((\w+)\) failed to (?:invoke|prepare)")
+_KERNEL = re.compile(r"([\w/.-]+\.cc):\d+ ([^\n]+?) was not true")
+
+
+def kernel_failure(exc: BaseException, path: Any) -> ToolchainFailed:
+    """A LiteRT kernel that fails on these inputs, as a one-line error naming the .tflite op, the ONNX node it came
+    from (the ``.onnx_nodes.json`` the exporter writes beside the model) and the float fallback that avoids it: the
+    node and the element-wise nodes that feed it (a float op fed int8-rounded values keeps the rounding).
+
+    Found on int8 models: ``div.cc ... data[i] != zero_point was not true ... Node number 22 (DIV) failed to invoke``:
+    the int8 DIV kernel refuses a divisor that quantizes to zero."""
+    text = " ".join(str(exc).split())
+    m = _NODE.search(text)
+    if m is None:
+        return ToolchainFailed(f"LiteRT failed running the model: {text[:300]}", stage="verify")
+    index, op = int(m.group(1)), m.group(2)
+    check = _KERNEL.search(text)
+    why = f" ({check.group(1)}: {check.group(2).strip()})" if check else ""
+    nodes, feeders = _onnx_nodes(path, index)
+    where = f", from ONNX node(s) {', '.join(repr(n) for n in nodes)}" if nodes else ""
+    cause = f"LiteRT's {op} kernel failed on op {index} of the .tflite{where}{why}"
+    if op == "DIV" and "zero_point" in text:
+        cause += ": the int8 divisor rounds to zero"
+    keep = list(dict.fromkeys([*nodes, *feeders]))
+    hint = (f"keep it in float with what feeds it: -O keep_float={','.join(keep)} (or --precision auto searches the "
+            "layers itself)" if keep else "-O int8_fallback=true, or -p int8-dynamic / fp16")
+    return ToolchainFailed(cause, stage="verify", hint=hint)
+
+
+def _onnx_nodes(path: Any, index: int, subgraph: int = 0) -> tuple[list[str], list[str]]:
+    """The ONNX nodes an op of the .tflite computes, and the element-wise nodes producing their inputs, from the map
+    the exporter wrote beside it (none: [], [])."""
+    import json
+    from pathlib import Path
+
+    if path is None:
+        return [], []
+    from .tflite_file import NODE_MAP_SUFFIX
+
+    sidecar = Path(path).with_name(Path(path).stem + NODE_MAP_SUFFIX)
+    try:
+        data = json.loads(sidecar.read_text())
+        nodes = [str(n) for n in (data["ops"].get(f"{subgraph}:{index}") or [])][:4]
+        feeders = [str(p) for n in nodes for p in (data.get("input_producers") or {}).get(n, [])]
+        return nodes, feeders[:6]
+    except (OSError, ValueError, KeyError, AttributeError, TypeError):
+        return [], []

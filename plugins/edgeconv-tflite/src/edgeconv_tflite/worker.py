@@ -40,6 +40,10 @@ from typing import Any
 
 CHANNELS_LAST = {3: (0, 2, 1), 4: (0, 2, 3, 1), 5: (0, 2, 3, 4, 1)}
 _attempts: list[str] = []
+# onnx2tf's work, recorded as it converts (_record_layers): the node being converted, and the Keras layers each ONNX
+# node became (onnx2tf names its layers tf.math.multiply_2 & co., not after the node; the .tflite's tensor names
+# carry the layer names, which is how a .tflite op is traced back to its ONNX node)
+_layers: dict[str, Any] = {"current": None, "nodes": {}, "owner": {}}
 
 
 # -- offline ---------------------------------------------------------------------------------
@@ -138,6 +142,7 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     if job["precision"] == "int8":
         _maxpool_pads_zero()
     result["numpy_scalar_compat"] = _numpy_scalar_compat()
+    _record_layers(_layers)
     timings["import"] = round(time.perf_counter() - t0, 3)
 
     t0 = time.perf_counter()
@@ -161,6 +166,7 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         model = onnx2tf.convert(**kwargs)
     except SystemExit as exc:  # onnx2tf reports some failures by exiting
         raise RuntimeError(f"onnx2tf gave up (exit {exc.code}); see its messages above") from None
+    _layers["current"] = None  # converted: a later failure is not a node's
     timings["onnx2tf"] = round(time.perf_counter() - t0, 3)
     result["onnx2tf"] = {"version": onnx2tf.__version__, "seconds": timings["onnx2tf"], "sample_data": used["sample_data"],
                          "settings": {k: v for k, v in kwargs.items() if k not in ("input_onnx_file_path", "output_folder_path")}}
@@ -230,9 +236,16 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         rep = representative_dataset(feeds, order=[name for name, _ in onnx_inputs])
         result["calibration_samples"] = n
     t0 = time.perf_counter()
-    flatbuffer, settings = to_tflite((concrete, module), job["precision"], job["options"], rep)
+    keep = list(job.get("keep_float") or [])
+    names = _node_names(job)
+    deny = None
+    if keep and job["precision"] == "int8":
+        result["keep_float"] = {}
+        deny = _denylist(job, keep, names, onnx_outputs, result["keep_float"])
+    flatbuffer, settings = to_tflite((concrete, module), job["precision"], job["options"], rep, denylist=deny)
     Path(job["tflite"]).write_bytes(flatbuffer)
     timings["tflite_convert"] = round(time.perf_counter() - t0, 3)
+    result["op_nodes"] = _op_nodes(flatbuffer, names, onnx_outputs, job)
     import tf_keras
 
     result.update(
@@ -243,6 +256,132 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         network_attempts=list(_attempts),
     )
     return result
+
+
+def _record_layers(record: dict[str, Any]) -> None:
+    """Wrap every ``onnx2tf.ops.<Op>.make_node`` (at its import) to note the node being converted and, after it, the
+    Keras layers between the node's input tensors and its outputs (each layer is owned by the first node that made
+    it: nodes convert in topological order)."""
+    import importlib
+
+    import_module = importlib.import_module
+
+    def layers_of(graph_node: Any, tf_layers_dict: dict[str, Any]) -> list[str]:
+        import tensorflow as tf
+
+        stops = {id((tf_layers_dict.get(i.name) or {}).get("tf_node")) for i in graph_node.inputs}
+        stack = [(tf_layers_dict.get(o.name) or {}).get("tf_node") for o in graph_node.outputs]
+        found: list[str] = []
+        while stack:
+            t = stack.pop()
+            if t is None or id(t) in stops:
+                continue
+            hist = getattr(t, "_keras_history", None)
+            layer = getattr(hist, "layer", None)
+            if layer is None or layer.name in record["owner"] or layer.name in found:
+                continue
+            found.append(layer.name)
+            try:
+                node = layer._inbound_nodes[hist.node_index]
+                stack.extend(tf.nest.flatten(node.keras_inputs))
+            except (AttributeError, IndexError):
+                continue
+        return found
+
+    def patched(name: str, package: Any = None) -> Any:
+        mod = import_module(name, package)
+        make_node = getattr(mod, "make_node", None)
+        if name.startswith("onnx2tf.ops.") and make_node is not None and not getattr(make_node, "_edgeconv", False):
+            def recorded(*args: Any, _make_node: Any = make_node, **kwargs: Any) -> Any:
+                graph_node = kwargs.get("graph_node")
+                if graph_node is not None:
+                    record["current"] = (graph_node.name, graph_node.op)
+                out = _make_node(*args, **kwargs)
+                if graph_node is not None and kwargs.get("tf_layers_dict") is not None:
+                    try:
+                        layers = layers_of(graph_node, kwargs["tf_layers_dict"])
+                    except Exception:  # noqa: BLE001 - the mapping is a help, never a reason to fail
+                        layers = []
+                    record["nodes"].setdefault(graph_node.name, []).extend(layers)
+                    for layer in layers:
+                        record["owner"][layer] = graph_node.name
+                return out
+
+            recorded._edgeconv = True
+            mod.make_node = recorded
+        return mod
+
+    importlib.import_module = patched
+
+
+def _node_names(job: dict[str, Any]) -> dict[str, str]:
+    """Keras layer name -> the source's ONNX node name (onnx2tf writes ':' in node names as '__'; the exporter may
+    have made names TF-safe: ``job["renamed"]`` maps them back)."""
+    back = {v.replace(":", "__"): k for k, v in (job.get("renamed") or {}).items()}
+    out = {}
+    for node, layers in _layers["nodes"].items():
+        source = back.get(node, node)
+        for layer in layers:
+            out[layer] = source
+    return out
+
+
+def _output_nodes(flatbuffer: bytes, job: dict[str, Any], onnx_outputs: list[str]) -> dict[tuple[int, int], str]:
+    """(subgraph, tensor) of each signature output -> the ONNX node that produces that output."""
+    from . import tflite_file
+
+    producers = job.get("output_producers") or {}
+    keys = {job["out_keys"][name]: name for name in onnx_outputs if name in job["out_keys"]}
+    out = {}
+    for key, where in tflite_file.signature_outputs(flatbuffer).items():
+        node = producers.get(keys.get(key, ""))
+        if node:
+            out[where] = node
+    return out
+
+
+def _op_nodes(flatbuffer: bytes, names: dict[str, str], onnx_outputs: list[str], job: dict[str, Any]) -> dict[str, Any]:
+    """The .tflite's ops traced back to ONNX nodes: ``{"ops": {"subgraph:index": [nodes]}, "mapped", "ops_total"}``."""
+    from . import tflite_file
+
+    try:
+        ops = tflite_file.op_table(flatbuffer)
+        mapping = tflite_file.onnx_nodes_of(ops, names, _output_nodes(flatbuffer, job, onnx_outputs))
+    except Exception as exc:  # noqa: BLE001 - a help for error messages, never a reason to fail
+        return {"error": f"{type(exc).__name__}: {exc}"[:200]}
+    return {"ops": {f"{s}:{i}": nodes for (s, i), nodes in mapping.items()}, "mapped": len(mapping),
+            "ops_total": len(ops)}
+
+
+def _denylist(job: dict[str, Any], keep: list[str], names: dict[str, str], onnx_outputs: list[str],
+              found: dict[str, Any]) -> Any:
+    """For ``to_tflite``: the output tensors of the calibrated model's ops that compute the ``keep`` ONNX nodes (their
+    ops stay float: the quantizer's denylist); ``found`` gets what was matched, for the report."""
+    from . import tflite_file
+
+    def tensors(calibrated: bytes) -> list[str]:
+        ops = tflite_file.op_table(calibrated)
+        mapping = tflite_file.onnx_nodes_of(ops, names, _output_nodes(calibrated, job, onnx_outputs))
+        producers = {(op["subgraph"], t["index"]): op for op in ops for t in op["outputs"] if t is not None}
+        wanted, hit, out, feeders = set(keep), set(), [], []
+        for op in ops:
+            nodes = [n for n in mapping.get((op["subgraph"], op["index"]), []) if n in wanted]
+            if not nodes:
+                continue
+            hit.update(nodes)
+            out += [t["name"] for t in op["outputs"] if t is not None]
+            # TFLite quantizes a tensor where it is written: a float op reads int8-rounded values unless the op that
+            # writes its input is float too (ONNX Runtime's keep_float hands the kept node its float inputs alike)
+            for t in op["inputs"]:
+                src = producers.get((op["subgraph"], t["index"])) if t is not None and not t["constant"] else None
+                if src is not None and t["type"] in tflite_file.FLOAT_TYPES:
+                    feeders += [x["name"] for x in src["outputs"] if x is not None]
+        found.update(onnx_nodes=keep, tflite_tensors=list(dict.fromkeys(out)),
+                     input_writers=[n for n in dict.fromkeys(feeders) if n not in out],
+                     not_found=[n for n in keep if n not in hit])
+        return list(dict.fromkeys(out + feeders))
+
+    return tensors
 
 
 def _maxpool_pads_zero() -> None:
@@ -379,6 +518,17 @@ def _output_layouts(onnx_path, model, feed, in_perms, onnx_inputs, onnx_outputs)
     return perms, check
 
 
+def _internal_error(exc: BaseException) -> str | None:
+    """Where inside onnx2tf an exception of its own code was raised (``onnx2tf/ops/Resize.py:412``), or None when
+    it came from elsewhere (TensorFlow, the converter)."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "/onnx2tf/" in f.filename.replace("\\", "/")]
+    if not frames:
+        return None
+    last = frames[-1]
+    path = last.filename.replace("\\", "/")
+    return f"onnx2tf/{path.split('/onnx2tf/', 1)[1]}:{last.lineno}"
+
+
 def main(argv: list[str]) -> int:
     job = json.loads(Path(argv[1]).read_text())
     block_network()
@@ -387,7 +537,8 @@ def main(argv: list[str]) -> int:
         code = 0
     except BaseException as exc:  # noqa: BLE001 - every failure becomes a result the caller reads
         result = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(),
-                  "network_attempts": list(_attempts)}
+                  "network_attempts": list(_attempts), "converting": _layers["current"],
+                  "internal": _internal_error(exc)}
         try:
             from .convert import brief
 
