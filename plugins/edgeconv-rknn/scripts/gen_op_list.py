@@ -23,6 +23,7 @@ Two steps, both recorded in the file:
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 
@@ -90,21 +91,12 @@ def _probe_one(test_dir: str) -> tuple[str, str]:
 
 
 def placement(text: str) -> list[tuple[str, str, str]]:
-    """(op type, target CPU/NPU, full name) per row of the toolkit's verbose placement table."""
-    rows, inside = [], False
-    for line in text.splitlines():
-        body = line.split("] ", 1)[-1] if line.startswith("D RKNN:") else line
-        if body.startswith("ID ") and "OpType" in body and "Target" in body:
-            inside = True
-            continue
-        if not inside or body.startswith("---"):
-            if inside and rows and body.startswith("---"):
-                break
-            continue
-        parts = body.split()
-        if len(parts) >= 5 and parts[0].isdigit():
-            rows.append((parts[1], parts[3], parts[-1]))
-    return rows
+    """(op type, target, name) per row of the toolkit's placement table: the plugin's own parser (bridge.py is
+    standard library only, so this script imports it from the source tree)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src", "edgeconv_rknn"))
+    from bridge import placement as parse
+
+    return [(r["op"], r["target"], r["name"]) for r in parse(text)]
 
 
 def _probe_isolated(test_dir: str) -> tuple[str, str]:
