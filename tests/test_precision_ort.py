@@ -89,8 +89,6 @@ def test_a_network_in_a_loop_body_is_reported_as_not_int8(tmp_path):
     assert any(w.startswith("not int8: 0 of ") for w in res.report["warnings"])
 
 
-@pytest.mark.xfail(strict=True, reason="the verdict reads report['precision_share'] (reporting.failures), which the "
-                   "pipeline does not fill from the artifact's details yet: requested from the lead (#17 report)")
 def test_a_network_in_a_loop_body_fails_the_verdict(tmp_path):
     res = _loop_int8(tmp_path)
     assert res.exit_code == 1 and res.report["verdict"]["decided_by"] == "precision"
@@ -183,3 +181,15 @@ def test_mixed_range_output_keeps_its_scores(tmp_path):
                     per_channel=True)
     _, scores = score_errors(*_outputs(f["model"], tmp_path / "plain.onnx", f["data"], "output0"))
     assert scores > 0.3  # one scale for pixels and probabilities: every score is 0 or ~1.25
+
+
+def test_ranking_puts_the_mixed_range_concat_first():
+    """--precision auto's layer ranking quantizes a Concat's output as the quantizers do (one scale for all its
+    inputs): the head's final Concat ranks first (it was not a cost before: only its inputs were quantized)."""
+    from test_precision_models import head_model
+
+    x = np.random.default_rng(1).random((8, 3, 32, 32), dtype=np.float32)
+    feeds = [{"images": x[i:i + 1]} for i in range(len(x))]
+    ranked = sensitivity.rank(head_model(), feeds, feeds)
+    assert ranked[0]["node"] == "head_concat"
+    assert ranked[0]["score"] > 2 * ranked[1]["score"]

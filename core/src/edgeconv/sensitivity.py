@@ -50,6 +50,8 @@ ACTIVATIONS = frozenset({"Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSi
 # Weighted ops: which input holds the weights, and its output-channel axis (for per-channel int8).
 WEIGHTS = {"Conv": (1, 0), "ConvTranspose": (1, 1), "MatMul": (1, -1), "Gemm": (1, None)}
 MAX_CANDIDATES = 400  # ranking costs one onnxruntime session per candidate
+# Ops whose output the int8 quantizers give one scale for inputs of different ranges: ranked with it quantized too
+OUTPUT_QUANTIZED = frozenset({"Concat"})
 
 
 @dataclass
@@ -193,10 +195,21 @@ def _quantized_alone(proto: Any, node_index: int, ranges: dict[str, tuple[float,
         new_nodes += [helper.make_node("QuantizeLinear", [x, s, z], [q], name=f"{x}__edgeconv_Q"),
                       helper.make_node("DequantizeLinear", [q, s, z], [dq], name=f"{x}__edgeconv_DQ")]
         node.input[i] = dq
-    # Q/DQ go right before the node: the graph stays topologically sorted.
+    after = []
+    if node.op_type in OUTPUT_QUANTIZED and node.output and node.output[0] in ranges:
+        # the quantizers give a Concat's output one scale for all its inputs: that scale is its cost
+        y = node.output[0]
+        scale, zero = _uint8_params(*ranges[y])
+        s, z, q, pre = (f"{y}__edgeconv_out_{k}" for k in ("s", "z", "q", "pre"))
+        g.initializer.append(numpy_helper.from_array(np.array(scale, np.float32), s))
+        g.initializer.append(helper.make_tensor(z, TensorProto.UINT8, [], [zero]))
+        node.output[0] = pre
+        after = [helper.make_node("QuantizeLinear", [pre, s, z], [q], name=f"{y}__edgeconv_out_Q"),
+                 helper.make_node("DequantizeLinear", [q, s, z], [y], name=f"{y}__edgeconv_out_DQ")]
+    # Q/DQ go right before the node (and after it): the graph stays topologically sorted.
     nodes = list(g.node)
     del g.node[:]
-    g.node.extend(nodes[:node_index] + new_nodes + nodes[node_index:])
+    g.node.extend(nodes[:node_index] + new_nodes + [nodes[node_index]] + after + nodes[node_index + 1:])
     return m
 
 
@@ -235,7 +248,8 @@ def rank(proto: Any, eval_feeds: list[dict[str, np.ndarray]], calib_feeds: list[
     if not cands:
         return []
     inits = {i.name: i for i in proto.graph.initializer}
-    tensors = list(dict.fromkeys(x for n in cands for x in n.input if x and x not in inits))
+    tensors = list(dict.fromkeys([*(x for n in cands for x in n.input if x and x not in inits),
+                                  *(n.output[0] for n in cands if n.op_type in OUTPUT_QUANTIZED and n.output)]))
     graph_outputs = [o.name for o in proto.graph.output]
     index = {id(n): i for i, n in enumerate(proto.graph.node)}
     positions = [index[id(n)] for n in cands]
