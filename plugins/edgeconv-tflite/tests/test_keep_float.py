@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).parents[3] / "tests"))
 import edgeconv  # noqa: E402
 from edgeconv.errors import BadInput, ToolchainFailed  # noqa: E402
 from edgeconv.report import Budgets  # noqa: E402
-from test_precision_models import div_model, head_files, score_errors  # noqa: E402
+from test_precision_models import div_model, head_files, rankless_if_model, score_errors  # noqa: E402
 from test_sensitivity import outlier_files  # noqa: E402
 
 COMMON = dict(runs=2, warmup=1, memory=False)
@@ -115,6 +115,18 @@ def test_onnx2tf_internal_errors_name_the_node(tmp_path):
     text = worker_failure(res, 1, log).one_line()
     assert "while converting node 'reduce_7' (ReduceMax), at onnx2tf/ops/ReduceMax.py:141" in text
     assert "cannot access local variable 'axes'" in text and "not of the model" in text and "\n" not in text
+
+
+def test_a_real_onnx2tf_failure_names_the_node(tmp_path):
+    """onnx2tf's Conv converter looks up an input its If-branch conversion never registered (a tensor of unknown
+    rank): the previous main said only "onnx2tf -> TFLite failed: 'x_any'"."""
+    path = tmp_path / "rankless.onnx"
+    onnx.save(rankless_if_model(), str(path))
+    with pytest.raises(ToolchainFailed) as err:
+        edgeconv.convert(str(path), "tflite", output=tmp_path / "o", verify=False)
+    text = err.value.one_line()
+    assert "while converting node 'bright_conv1' (Conv), at onnx2tf/ops/Conv.py:" in text, text
+    assert "KeyError: 'x_any'" in text, text
 
 
 def test_keep_float_on_a_keras_source_says_why(tmp_path):
