@@ -67,6 +67,7 @@ def _probe_one(test_dir: str) -> tuple[str, str]:
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "m.onnx")
         onnx.save(model, path)
+        os.chdir(d)  # the toolkit writes its check*.onnx files into the working folder
         r = RKNN(verbose=True)  # prints the placement table (ID OpType DataType Target ...) on stdout
         try:
             if r.config(target_platform="rk3588") or r.load_onnx(path):
