@@ -226,41 +226,6 @@ def test_a_removed_node_has_its_cells_retried_elsewhere(fleet, folder):
     assert all(r["status"] == "pass" for r in recs) and outcome.exit_code == 0
 
 
-def test_fleet_join_advertises_boards_and_toolchains(fleet, tmp_path):
-    boards = tmp_path / "boards.toml"
-    boards.write_text('[boards.rk1]\nurl = "ssh://rock@10.0.0.5"\nkind = "rk3588"\n'
-                      '[boards.rk2]\nurl = "ssh://rock@10.0.0.6"\nkind = "rk3588"\n'
-                      '[boards.pi]\nurl = "ssh://pi@10.0.0.7"\nkind = "rpi5"\n')
-    res = run_cli("fleet", "join", "10.0.0.1:6379", "--boards", boards, "--num-cpus", "1", "--dry-run")
-    assert res.exit_code == 0, res.output
-    plan = json.loads(res.stdout)
-    assert plan["resources"]["board:rk3588"] == 2 and plan["resources"]["board:rpi5"] == 1
-    assert plan["labels"]["edgeconv/board.rk1"] == "rk3588" and plan["labels"]["edgeconv/board.pi"] == "rpi5"
-    assert plan["labels"]["edgeconv/runtime.onnxruntime"]
-    assert all(fleet_mod.toolchain_resource(t) in plan["resources"] for t in fleet_mod.host_toolchains())
-    argv = plan["argv"]
-    assert argv[argv.index("start") + 1:argv.index("start") + 3] == ["--address", "10.0.0.1:6379"]
-    # for real: `ray start --block` joins the test's cluster; the node is seen with its boards, then stopped
-    argv = fleet_mod.join_argv(fleet.address, {"board:rk3588": 2.0}, {"edgeconv/board.rk1": "rk3588"},
-                               num_cpus=1, block=True)
-    proc = subprocess.Popen(argv, cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        seen = None
-        for _ in range(60):
-            status = json.loads(run_cli("fleet", "status", "--cluster", fleet.address, "--json").stdout)
-            seen = next((n for n in status["nodes"] if n["alive"] and n["boards"].get("rk1") == "rk3588"), None)
-            if seen:
-                break
-            time.sleep(2)
-        assert seen and seen["resources"]["board:rk3588"] == 2
-        assert status["resources"]["board:loopkind"]["total"] == 1
-        assert {b["name"] for b in status["boards"]} >= {"loop1", "rk1"}
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(60)
-
-
 def test_bad_boards_file_is_one_line_exit_2(tmp_path):
     boards = tmp_path / "boards.toml"
     boards.write_text('[boards."bad name"]\nkind = "rk3588"\n')
@@ -309,3 +274,40 @@ def test_capacity_check_names_every_missing_board_and_toolchain():
     nodes[1].alive = True
     fleet_mod.check_capacity(cells, nodes)
     assert [n for _, n, _ in fleet_mod.boards_for("board:rk3588", nodes)] == ["rock-1"]
+
+
+def test_fleet_join_advertises_boards_and_toolchains(fleet, tmp_path):
+    """Last in the module: the node it starts shares the cluster's session folder on this machine, and its exit
+    cleans that folder's runtime resources (a job's working folder) that the other nodes may still use."""
+    boards = tmp_path / "boards.toml"
+    boards.write_text('[boards.rk1]\nurl = "ssh://rock@10.0.0.5"\nkind = "rk3588"\n'
+                      '[boards.rk2]\nurl = "ssh://rock@10.0.0.6"\nkind = "rk3588"\n'
+                      '[boards.pi]\nurl = "ssh://pi@10.0.0.7"\nkind = "rpi5"\n')
+    res = run_cli("fleet", "join", "10.0.0.1:6379", "--boards", boards, "--num-cpus", "1", "--dry-run")
+    assert res.exit_code == 0, res.output
+    plan = json.loads(res.stdout)
+    assert plan["resources"]["board:rk3588"] == 2 and plan["resources"]["board:rpi5"] == 1
+    assert plan["labels"]["edgeconv/board.rk1"] == "rk3588" and plan["labels"]["edgeconv/board.pi"] == "rpi5"
+    assert plan["labels"]["edgeconv/runtime.onnxruntime"]
+    assert all(fleet_mod.toolchain_resource(t) in plan["resources"] for t in fleet_mod.host_toolchains())
+    argv = plan["argv"]
+    assert argv[argv.index("start") + 1:argv.index("start") + 3] == ["--address", "10.0.0.1:6379"]
+    # for real: `ray start --block` joins the test's cluster; the node is seen with its boards, then stopped
+    argv = fleet_mod.join_argv(fleet.address, {"board:rk3588": 2.0}, {"edgeconv/board.rk1": "rk3588"},
+                               num_cpus=1, block=True)
+    proc = subprocess.Popen(argv, cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        seen = None
+        for _ in range(60):
+            status = json.loads(run_cli("fleet", "status", "--cluster", fleet.address, "--json").stdout)
+            seen = next((n for n in status["nodes"] if n["alive"] and n["boards"].get("rk1") == "rk3588"), None)
+            if seen:
+                break
+            time.sleep(2)
+        assert seen and seen["resources"]["board:rk3588"] == 2
+        assert status["resources"]["board:loopkind"]["total"] == 1
+        assert {b["name"] for b in status["boards"]} >= {"loop1", "rk1"}
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(60)
