@@ -89,6 +89,20 @@ def test_a_host_key_is_trusted_only_when_asked(cli, server):
     assert res.exit_code == 0 and "trusted host key" in res.stdout and "reachable" in res.stdout
 
 
+def test_a_new_key_never_replaces_a_known_one(cli, server):
+    import asyncssh
+
+    impostor = asyncssh.generate_private_key("ssh-ed25519")
+    inv.known_hosts_path().parent.mkdir(parents=True, exist_ok=True)
+    inv.known_hosts_path().write_text(bt.known_hosts_line(server.port, impostor))
+    _one_line_error(_add(cli, server, "pi", "--accept-new-host-key"), 3,
+                    "presents a host key other than the one already known for it: refused")
+    assert inv.known_hosts_path().read_text() == bt.known_hosts_line(server.port, impostor)
+    assert _add(cli, server, "pi").exit_code == 0
+    res = cli("check", "pi", "--trust-host-key")  # a key is known (the wrong one): nothing is trusted, refused
+    _one_line_error(res, 3, "does not match the known one: refused")
+
+
 def test_a_fingerprint_that_does_not_match_adds_nothing(cli, server):
     _one_line_error(_add(cli, server, "pi", "--accept-new-host-key", "--host-key-fingerprint", "SHA256:not-it"), 2,
                     "not the SHA256:not-it you expected: refused")

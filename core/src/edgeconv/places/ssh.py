@@ -62,6 +62,11 @@ def _trusted(board: Board) -> Any:
     return lambda host, addr, port: known.match(host, addr, port)
 
 
+def known_host_keys(board: Board) -> list[Any]:
+    """The host keys trusted for the board's host:port (edgeconv's known_hosts and the user's)."""
+    return list(_trusted(board)(board.host, board.host, board.port if board.port != 22 else None)[0])
+
+
 def host_key_known(board: Board) -> bool:
     keys = _trusted(board)(board.host, board.host, board.port if board.port != 22 else None)
     return bool(keys[0] or keys[1])
@@ -162,8 +167,16 @@ def fetch_host_key(board: Board) -> Any:
 
 
 def trust_host_key(board: Board, key: Any) -> Path:
-    """Append ``key`` for the board's host:port to edgeconv's known_hosts."""
+    """Append ``key`` for the board's host:port to edgeconv's known_hosts. Never next to another key already known
+    for that host:port: two keys would make either one trusted, a silent replacement (refused, exit 3)."""
+    known = known_host_keys(board)
     path = known_hosts_path()
+    if any(k.public_data == key.public_data for k in known):
+        return path
+    if known:
+        raise ToolchainMissing(f"board {board.name!r} ({board.address()}) presents a host key other than the one "
+                               "already known for it: refused", stage="boards",
+                               hint="if the board was re-installed, remove its old line from known_hosts first")
     path.parent.mkdir(parents=True, exist_ok=True)
     kind, data = key.export_public_key("openssh").decode().split()[:2]
     line = f"{_host_pattern(board)} {kind} {data}\n"
