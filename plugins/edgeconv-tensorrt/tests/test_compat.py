@@ -87,7 +87,7 @@ def test_runner_on_a_build_kit_says_how_to_build(tmp_path):
     kit = tmp_path / "build.json"
     kit.write_text("{}")
     r = runner_mod.TRTRunner(Model(form="tensorrt", io=IOContract((), ()), path=kit), prepared_only=True,
-                             build_kit={"command": "cd out && bash trtexec.sh"})
+                             command="cd out && bash trtexec.sh")
     with pytest.raises(ToolchainMissing) as err:
         r.activate()
     assert "build kit" in err.value.cause and "cd out && bash trtexec.sh" in err.value.hint

@@ -66,9 +66,15 @@ def test_prepare_only_writes_the_build_kit_and_exits_3(digits, tmp_path, cli, tr
     assert build["settings"]["tensorrt"] == "10.3"  # no TensorRT here: JetPack 6's version is the target
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["form"] == "tensorrt" and manifest["artifact"] == ["build.json", "digits_cnn.onnx", "trtexec.sh"]
-    assert manifest["details"]["prepare"]["profiles"]["input"]["max"] == [64, 1, 8, 8]
-    assert manifest["details"]["prepare"]["profile_check"]["batch_consistent"]
-    assert manifest["runner_options"]["prepared_only"] is True
+    # the preparation is a pass (tensorrt.prepare): its info in the report, its settings in the manifest
+    prepare = {p["name"]: p for p in report["passes"]}["tensorrt.prepare"]
+    assert prepare["kind"] == "precision" and prepare["form"] == "onnx" and prepare["target_tensorrt"] == "10.3"
+    assert prepare["profiles"]["input"]["max"] == [64, 1, 8, 8] and prepare["profile_check"]["batch_consistent"]
+    fp16 = report["passes"][-1]  # fp16 on TensorRT 10.3: the builder's flag, not a change of the ONNX
+    assert fp16["name"] == "tensorrt.fp16" and fp16["applied"] is False
+    recorded = {p["name"]: p for p in manifest["passes"]}["tensorrt.prepare"]["settings"]
+    assert recorded["profiles"]["input"]["max"] == [64, 1, 8, 8] and recorded["opset"] == 17
+    assert manifest["runner_options"] == {"prepared_only": True, "command": f"cd {out} && bash trtexec.sh"}
     # the prepared ONNX really takes the whole profile
     sess = ort.InferenceSession(str(out / "digits_cnn.onnx"), providers=["CPUExecutionProvider"])
     x = np.load(digits["test"])["input"]
@@ -153,6 +159,8 @@ def test_strongly_typed_fp16_is_an_fp16_onnx(digits, tmp_path, cli, trt_plugin):
     assert res.exit_code == 3, res.output
     argv = json.loads((out / "build.json").read_text())["trtexec"]["argv"]
     assert argv[1] == "--onnx=digits_cnn.fp16.onnx" and not {"--fp16", "--stronglyTyped", "--noTF32"} & set(argv)
+    fp16 = {p["name"]: p for p in json.loads(res.stdout)["passes"]}["tensorrt.fp16"]
+    assert fp16["applied"] and fp16["settings"]["io_float32"]
     model = onnx.load(str(out / "digits_cnn.fp16.onnx"))
     assert sum(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer) >= 4
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT

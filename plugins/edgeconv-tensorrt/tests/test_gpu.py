@@ -63,7 +63,7 @@ def test_digits_engine(precision, digits, tmp_path, gpu):
     assert r.report["accuracy"]["drop_pp"] <= 0.5
     assert all(f["pass"] for f in r.report["fidelity"])
     if precision == "int8":
-        assert r.report["artifact"]["details"]["qdq_verification"]["pass"]
+        assert {p["name"]: p for p in r.report["passes"]}["tensorrt.qdq"]["verification"]["pass"]
     again = edgeconv.verify(digits["model"], out, data=digits["test"], runs=5, memory=False)
     assert again.exit_code == 0
 

@@ -85,15 +85,23 @@ def test_digits_qdq_is_symmetric_per_channel_and_keeps_accuracy(digits, tmp_path
     src = accuracy(digits["model"], test["input"], test["labels"])
     q = accuracy(qdq, test["input"], test["labels"])
     assert (src - q) * 100 <= 0.5, (src, q)
-    # ... and what the plugin reports from its own check (graph optimisation off: Q/DQ as written).
-    v = r.report["artifact"]["details"]["qdq_verification"]
+    # ... and what the tensorrt.qdq pass reports from its own check (graph optimisation off: Q/DQ as written).
+    passes = {p["name"]: p for p in r.report["passes"]}
+    assert [p["name"] for p in r.report["passes"]][-2:] == ["tensorrt.prepare", "tensorrt.qdq"]
+    qdq = passes["tensorrt.qdq"]
+    assert qdq["kind"] == "precision" and qdq["form"] == "onnx"
+    v = qdq["verification"]
     assert v["pass"] and v["accuracy"]["samples"] == 540 and v["accuracy"]["drop_pp"] <= 0.5
     assert v["fidelity"][0]["cosine"] >= 0.98 and v["fidelity"][0]["sqnr_db"] >= 12
-    summary = r.report["artifact"]["details"]["qdq_summary"]
+    summary = qdq["summary"]
     assert summary["all_zero_points_zero"] and summary["per_channel_weights"] == 4 and summary["per_tensor_weights"] == 0
-    assert r.report["artifact"]["details"]["qdq"]["extra_options"] == {
+    assert qdq["settings"]["extra_options"] == {
         "ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
         "OpTypesToExcludeOutputQuantization": ["Conv", "ConvTranspose", "Gemm", "MatMul"]}
+    # the exporter built from the pass's model, and the not-built reason carries the pass's CPU figures
+    assert "INT8 QDQ model on CPU vs float" in r.report["verdict"]["reason"]
+    manifest = __import__("json").loads((out / "manifest.json").read_text())
+    assert {p["name"]: p for p in manifest["passes"]}["tensorrt.qdq"]["settings"]["symmetric"] is True
 
 
 @pytest.mark.slow
@@ -112,7 +120,7 @@ def test_resnet18_qdq_fidelity_on_cpu(tmp_path, trt_plugin):
     r = edgeconv.convert(path, "tensorrt", precision="int8", calibration=tmp_path / "calib.npz", output=tmp_path / "o",
                          options={"prepare_only": True, "qdq_data": str(tmp_path / "val.npz")}, memory=False)
     assert r.exit_code == 3
-    v = r.report["artifact"]["details"]["qdq_verification"]
+    v = {p["name"]: p for p in r.report["passes"]}["tensorrt.qdq"]["verification"]
     f = v["fidelity"][0]
     # cosine and SQNR: the int8 thresholds; top-1 on random inputs has near-tied logits (docs/fidelity.md)
     assert f["cosine"] >= 0.98 and f["sqnr_db"] >= 12 and f["topk_agreement"]["top5"] == 1.0
@@ -126,7 +134,7 @@ def test_resnet18_qdq_fidelity_on_cpu(tmp_path, trt_plugin):
 # -- NVIDIA Model Optimizer, through an isolated interpreter ---------------------------------------
 def test_modelopt_command_line():
     argv = modelopt_command("/venv/bin/python", Path("m.onnx"), Path("q.onnx"), Path("c.npz"), "entropy", ["fc"])
-    assert argv == ["/venv/bin/python", "-m", "modelopt.onnx.quantization", "--onnx_path=m.onnx", "--quantize_mode=int8",
+    assert argv == ["/venv/bin/python", "-I", "-m", "modelopt.onnx.quantization", "--onnx_path=m.onnx", "--quantize_mode=int8",
                     "--calibration_data_path=c.npz", "--calibration_method=entropy", "--calibration_eps", "cpu",
                     "--output_path=q.onnx", "--nodes_to_exclude", "fc"]
 
@@ -180,12 +188,15 @@ def test_modelopt_failure_is_exit_4_naming_the_cause(digits, tmp_path, cli, trt_
 def test_modelopt_output_is_verified_like_any_qdq_model(digits, tmp_path, cli, trt_plugin):
     fake = tmp_path / "modelopt.py"
     fake.write_text(FAKE_MODELOPT)
-    py = write_script(tmp_path / "python", f'shift 2; exec "{sys.executable}" "{fake}" -m x "$@"\n')
+    # an isolated child: `python -I -m modelopt...` (anything else is refused by this stand-in interpreter)
+    py = write_script(tmp_path / "python", '[ "$1 $2" = "-I -m" ] || { echo "not isolated: $*" >&2; exit 9; }\n'
+                                           f'shift 3; exec "{sys.executable}" "{fake}" -m x "$@"\n')
     res = _convert_with(py, digits, tmp_path, cli)
     assert res.exit_code == 3, res.output
     import json
 
-    details = json.loads(res.stdout)["artifact"]["details"]
-    assert details["qdq"]["quantizer"] == "modelopt" and details["qdq"]["calibration_samples"] == 40
-    assert details["qdq_summary"]["all_zero_points_zero"] and details["qdq_verification"]["pass"]
-    assert details["qdq_verification"]["accuracy"]["drop_pp"] <= 1.0
+    qdq = {p["name"]: p for p in json.loads(res.stdout)["passes"]}["tensorrt.qdq"]
+    assert qdq["settings"]["quantizer"] == "modelopt" and qdq["settings"]["calibration_samples"] == 40
+    assert qdq["settings"]["argv"][1:4] == ["-I", "-m", "modelopt.onnx.quantization"]
+    assert qdq["summary"]["all_zero_points_zero"] and qdq["verification"]["pass"]
+    assert qdq["verification"]["accuracy"]["drop_pp"] <= 1.0

@@ -347,26 +347,22 @@ def build_with_python(onnx_path: Path, plan_path: Path, settings: BuildSettings,
 
 def build_with_trtexec(trtexec: str, onnx_path: Path, plan_path: Path, settings: BuildSettings,
                        log_path: Path | None = None, timeout: float | None = None) -> dict[str, Any]:
-    """Build ``plan_path`` with ``trtexec`` (when the Python module is absent)."""
-    import subprocess
-
+    """Build ``plan_path`` with ``trtexec`` (when the Python module is absent): no shell, a scratch working folder,
+    an explicit environment (the core's worker); a missing trtexec is exit 3, a timeout or a failure exit 4."""
+    from .children import run_child
     from .doctor import _BANNER
 
     argv = settings.trtexec_argv(str(onnx_path), str(plan_path), trtexec)
     started = time.perf_counter()
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    except FileNotFoundError:
-        raise ToolchainMissing(f"trtexec not found at {trtexec}", stage="export") from None
-    except subprocess.TimeoutExpired:
-        raise ToolchainFailed(f"trtexec did not finish within {timeout} s", stage="export") from None
-    text = proc.stdout + proc.stderr
-    if log_path is not None:
-        log_path.write_text(text)
-    if proc.returncode != 0 or not plan_path.is_file():
-        tail = " | ".join(line.strip() for line in text.strip().splitlines()[-6:])
-        raise ToolchainFailed(f"trtexec failed (exit {proc.returncode}): {tail or 'no output'}", stage="export")
-    m = _BANNER.search(text)
+        done = run_child(argv, timeout=timeout, what="trtexec", log=log_path)
+    except ToolchainMissing as exc:
+        raise ToolchainMissing(f"trtexec not found at {trtexec} ({exc.cause})", stage="export") from None
+    except ToolchainFailed as exc:
+        raise ToolchainFailed(exc.cause, stage="export") from None
+    if done.returncode != 0 or not plan_path.is_file():
+        raise ToolchainFailed(f"trtexec failed (exit {done.returncode}): {done.tail(6, 600)}", stage="export")
+    m = _BANNER.search(done.output)
     version = str(TrtVersion.from_banner(int(m.group(1)))) if m else None
     return {"builder": "trtexec", "tensorrt": version, "argv": argv,
             "seconds": round(time.perf_counter() - started, 3), "log": str(log_path) if log_path else None}

@@ -12,7 +12,6 @@ import os
 import platform
 import re
 import shutil
-import subprocess
 from typing import Any
 
 from .versions import TrtVersion, parse_version
@@ -65,11 +64,15 @@ _BANNER = re.compile(r"TensorRT\.trtexec \[TensorRT v(\d+)\]")
 
 def trtexec_version(path: str, timeout: float = 30.0) -> TrtVersion | None:
     """The version in trtexec's banner: ``&&&& RUNNING TensorRT.trtexec [TensorRT v100300] ...``."""
+    from edgeconv.plugin import EdgeconvError
+
+    from .children import run_child
+
     try:
-        proc = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=timeout, check=False)
-    except (OSError, subprocess.TimeoutExpired):
+        done = run_child([path, "--help"], timeout=timeout, what="trtexec --help")
+    except EdgeconvError:  # not found, not executable, or hung
         return None
-    m = _BANNER.search(proc.stdout + proc.stderr)
+    m = _BANNER.search(done.output)
     return TrtVersion.from_banner(int(m.group(1))) if m else None
 
 

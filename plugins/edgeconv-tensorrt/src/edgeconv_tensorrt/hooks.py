@@ -3,7 +3,9 @@ onnx, onnxruntime or numpy): the work sits behind the lazy references of the rec
 
 from __future__ import annotations
 
-from edgeconv.plugin import Option, Requirement, RunnerSpec, Target, hookimpl
+from edgeconv.plugin import DeviceCatalogue, Option, Pass, Requirement, RunnerSpec, Target, hookimpl
+
+EDGECONV_API = "1.0"  # the plugin API this plugin is written against (docs/hooks.md)
 
 INSTALL_HINT = (
     'pip install "edgeconv[jetson]"; TensorRT itself: JetPack on a Jetson (sudo apt install nvidia-jetpack), '
@@ -40,8 +42,9 @@ OPTIONS = (
     Option("qdq_placement", str, "trt", "int8: Q/DQ on the inputs of Conv/Gemm/MatMul (TensorRT's recommendation) "
                                         "or on every quantizable op", ("trt", "all")),
     Option("nodes_to_exclude", list, (), "int8: node names kept in float (comma-separated)"),
-    Option("keep_float", list, (), "int8/fp16: ONNX node names kept in float32: no Q/DQ around them, and layer "
-           "precisions + OBEY_PRECISION_CONSTRAINTS in the build (what --precision auto's layer search finds)"),
+    Option("keep_float", list, (), "int8/fp16: ONNX node names kept in float32: no Q/DQ around them (tensorrt.qdq), "
+           "float32 in the fp16 ONNX of a strongly typed network (tensorrt.fp16), and layer precisions + "
+           "OBEY_PRECISION_CONSTRAINTS in the build (what --precision auto's layer search finds)"),
     Option("qdq_data", str, "", "int8: data to verify the QDQ model on CPU (.npz with labels; default: --data when "
                                 "the core passes it, else the calibration set)"),
     Option("qdq_limit", int, 500, "int8: at most this many samples for the QDQ check"),
@@ -68,6 +71,9 @@ def register_targets(register):
             options=OPTIONS,
             requirements=(TENSORRT,),
             exporter="edgeconv_tensorrt.export:export",
+            # Every transformation is a pass (passes.py); the exporter writes the build kit and builds the engine.
+            precision_passes={"fp32": ("tensorrt.prepare",), "fp16": ("tensorrt.prepare", "tensorrt.fp16"),
+                              "int8": ("tensorrt.prepare", "tensorrt.qdq")},
             precheck="edgeconv_tensorrt.precheck:precheck",
             doctor="edgeconv_tensorrt.doctor:doctor",
             devices=("cuda",),
@@ -78,6 +84,19 @@ def register_targets(register):
 
 
 @hookimpl
+def register_passes(register):
+    register(Pass(name="tensorrt.prepare", form="onnx", kind="precision", run="edgeconv_tensorrt.passes:prepare_for_tensorrt",
+                  description="the ONNX the target TensorRT parses: opset and IR version in range, shapes set or a "
+                              "profile's axes made dynamic (checked on onnxruntime at min and max), build settings"))
+    register(Pass(name="tensorrt.fp16", form="onnx", kind="precision", run="edgeconv_tensorrt.passes:fp16",
+                  description="strongly typed networks: the ONNX in float16 (IO and keep_float nodes float32); weakly "
+                              "typed: nothing (the builder's FP16 flag)"))
+    register(Pass(name="tensorrt.qdq", form="onnx", kind="precision", run="edgeconv_tensorrt.passes:qdq",
+                  description="INT8 by explicit quantization: the symmetric per-channel QDQ ONNX TensorRT expects "
+                              "(onnxruntime or ModelOpt), verified against the float model on onnxruntime (CPU)"))
+
+
+@hookimpl
 def register_runners(register):
     register(
         RunnerSpec(
@@ -85,5 +104,12 @@ def register_runners(register):
             name="tensorrt",
             factory="edgeconv_tensorrt.runner:TRTRunner",
             requirements=(Requirement("the TensorRT Python runtime", INSTALL_HINT, modules=("tensorrt",)),),
+            # What a manifest's runner_options may hold (exactly what the exporter writes); nothing is executed.
+            options={"engine": dict, "device": int, "prepared_only": bool, "command": str},
         )
     )
+
+
+@hookimpl
+def register_devices(register):
+    register(DeviceCatalogue(package="edgeconv_tensorrt", resource="devices.toml"))

@@ -154,6 +154,24 @@ def prepare(model, job, version: TrtVersion, *, opset: int | None = None) -> Pre
     return Prepared(proto, io, profiles, wanted, info)
 
 
+def fit_to_parser(proto, version: TrtVersion) -> bool:
+    """A pass's output for TensorRT's parser (a quantizer may have raised the IR version): the IR version capped in
+    place (True when changed); an opset outside the parser's range is refused."""
+    import onnx
+
+    lo, hi = version.opset_range
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), hi)
+    if not lo <= opset <= hi:
+        raise ToolchainFailed(f"the model has opset {opset}; TensorRT {version.short}'s parser takes {lo}..{hi}",
+                              stage="optimize")
+    min_ir = onnx.helper.find_min_ir_version_for(list(proto.opset_import), ignore_unknown=True)
+    ir = max(min_ir, min(proto.ir_version, version.max_ir_version))
+    if ir == proto.ir_version:
+        return False
+    proto.ir_version = ir
+    return True
+
+
 def _convert_opset(proto, wanted: int, current: int):
     from onnx import version_converter
 

@@ -14,10 +14,12 @@ Quantized Types" guide and the onnx-tensorrt table: ``QuantizeLinear``/``Dequant
   kept (onnxruntime removes it only for asymmetric activations).
 - ``modelopt``: NVIDIA Model Optimizer's ONNX PTQ (``python -m modelopt.onnx.quantization``), which
   inserts Q/DQ by TensorRT's placement rules. It pins its own onnx/onnxruntime-gpu, so it runs in an
-  isolated environment given by ``-O modelopt_python=/path/to/venv/bin/python``.
+  environment of its own given by ``-O modelopt_python=/path/to/venv/bin/python``, as an isolated child
+  (``python -I -m modelopt.onnx.quantization``, a scratch working folder, no ``PYTHON*`` variables, a timeout).
 
 Either way the QDQ model is then run on onnxruntime (CPU) against the float model it came from,
-before any engine is built: the accuracy of the INT8 recipe is known on this machine.
+before any engine is built: the accuracy of the INT8 recipe is known on this machine. This is the work of the
+``tensorrt.qdq`` pass (``passes.py``); the exporter only builds from the QDQ model it is given.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import subprocess
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -39,6 +40,7 @@ METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 # quantizable op).
 PLACEMENTS: dict[str, tuple[str, ...]] = {"trt": ("Conv", "ConvTranspose", "Gemm", "MatMul"), "all": ()}
 MODELOPT_METHODS = {"minmax": "max", "entropy": "entropy"}
+MODELOPT_TIMEOUT = 3600.0  # seconds: ModelOpt's calibration of a large model on CPU
 
 
 class _Reader:
@@ -129,13 +131,15 @@ def _float_inputs(path: Path, keep: list[str]) -> int:
 
 def modelopt_command(python: str, src: Path, dst: Path, calib_npz: Path, method: str,
                      nodes_to_exclude: list[str]) -> list[str]:
-    """The ModelOpt ONNX PTQ command line (``modelopt/onnx/quantization/__main__.py``)."""
-    argv = [python, "-m", "modelopt.onnx.quantization", f"--onnx_path={src}", "--quantize_mode=int8",
-            f"--calibration_data_path={calib_npz}", f"--calibration_method={MODELOPT_METHODS[method]}",
-            "--calibration_eps", "cpu", f"--output_path={dst}"]
+    """The ModelOpt ONNX PTQ command line (``modelopt/onnx/quantization/__main__.py``), run by an isolated
+    interpreter (``python -I -m ...``: nothing from the working folder or ``PYTHON*`` variables)."""
+    from .children import python_argv
+
+    args = [f"--onnx_path={src}", "--quantize_mode=int8", f"--calibration_data_path={calib_npz}",
+            f"--calibration_method={MODELOPT_METHODS[method]}", "--calibration_eps", "cpu", f"--output_path={dst}"]
     if nodes_to_exclude:
-        argv += ["--nodes_to_exclude", *nodes_to_exclude]
-    return argv
+        args += ["--nodes_to_exclude", *nodes_to_exclude]
+    return python_argv(python, module="modelopt.onnx.quantization", args=args)
 
 
 def quantize_modelopt(src: Path, dst: Path, dataset, io, options: dict[str, Any], scratch: Path) -> dict[str, Any]:
@@ -163,13 +167,16 @@ def quantize_modelopt(src: Path, dst: Path, dataset, io, options: dict[str, Any]
     calib = scratch / "_modelopt_calib.npz"
     np.savez(calib, **{name: np.concatenate([f[name] for f in feeds]) for name in feeds[0]})
     argv = modelopt_command(python, src, dst, calib, method, _excluded(options))
+    from .children import run_child
+
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=3600)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ToolchainFailed(f"ModelOpt ONNX PTQ could not run: {_brief(exc)}", stage="optimize") from None
-    if proc.returncode != 0:
-        tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-4:])
-        raise ToolchainFailed(f"ModelOpt ONNX PTQ failed (exit {proc.returncode}): {tail or 'no output'}",
+        done = run_child(argv, timeout=MODELOPT_TIMEOUT, what="ModelOpt ONNX PTQ", log=scratch / "modelopt.log")
+    except ToolchainMissing as exc:
+        raise ToolchainMissing(f"ModelOpt ONNX PTQ could not run: {exc.cause}", stage="optimize", hint=hint) from None
+    except ToolchainFailed as exc:
+        raise ToolchainFailed(f"ModelOpt ONNX PTQ could not run: {exc.cause}", stage="optimize") from None
+    if done.returncode != 0:
+        raise ToolchainFailed(f"ModelOpt ONNX PTQ failed (exit {done.returncode}): {done.tail(4, 400)}",
                               stage="optimize")
     if not dst.is_file():
         raise ToolchainFailed(f"ModelOpt ONNX PTQ wrote no model at {dst}", stage="optimize")

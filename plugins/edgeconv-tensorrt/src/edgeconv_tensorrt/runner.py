@@ -9,6 +9,10 @@ device memory and the stream from ``libcudart`` through ctypes (``cuda.py``).
 Before deserializing, the plan's record (TensorRT version, GPU, compute capability, platform) is
 checked against the host (``compat.py``), so a mismatch is refused with the reason and the fix.
 Latency measured through this runner includes the host<->device copies of inputs and outputs.
+
+What a manifest may set (``RunnerSpec.options``, checked by the core before this runner is made): ``engine`` (the
+plan's record, compared with the host), ``device`` (the CUDA device), ``prepared_only`` and ``command`` (a build kit:
+the command is only shown, never run). Nothing from a manifest is executed.
 """
 
 from __future__ import annotations
@@ -26,12 +30,12 @@ class TRTRunner(Runner):
     modules = ("tensorrt",)
 
     def __init__(self, model, threads: int | None = None, engine: dict[str, Any] | None = None, device: int = 0,
-                 prepared_only: bool = False, build_kit: dict[str, Any] | None = None, **options: Any) -> None:
+                 prepared_only: bool = False, command: str = "", **options: Any) -> None:
         super().__init__(model, **options)
         self.record = dict(engine or {})
         self.device = int(device or 0)
         self.prepared_only = prepared_only
-        self.build_kit = build_kit or {}
+        self.command = str(command or "")  # shown to the user, never run
         self._buffers: dict[str, tuple[int, int]] = {}
         self.cuda = self.trt = self.runtime = self.engine = self.context = None
         self.stream = 0
@@ -41,7 +45,7 @@ class TRTRunner(Runner):
     def activate(self) -> None:
         path = Path(self.model.path)
         if self.prepared_only or path.suffix == ".json":
-            command = self.build_kit.get("command") or "bash trtexec.sh"
+            command = self.command or "bash trtexec.sh"
             raise ToolchainMissing(
                 f"{path.parent} holds a TensorRT build kit (the prepared ONNX and build.json), not an engine: "
                 "nothing to run until the plan is built", file=path, stage="verify",
