@@ -72,10 +72,11 @@ def test_names_and_aliases_are_unique():
             seen[key] = dev.name
 
 
-def test_rk3588_says_there_is_no_rknn_target():
-    dev = CATALOGUE["rk3588"]
-    assert "rknn" not in registry().targets and "rknn" not in KNOWN_TARGETS
-    assert "no rknn target" in dev.note and dev.target == "tflite" and "onnxruntime" in dev.also
+def test_rk3588_cpu_points_to_the_npu_profile():
+    dev = CATALOGUE["rk3588-cpu"]
+    assert devmod.get("rk3588").name == "rk3588-cpu"  # the CPU path is there without the rknn plugin
+    assert "rk3588-npu" in dev.note and dev.target == "tflite" and "onnxruntime" in dev.also
+    assert "rknn" in KNOWN_TARGETS
 
 
 def test_get_forgives_case_and_aliases_and_suggests():

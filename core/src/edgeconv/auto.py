@@ -490,10 +490,10 @@ def _write_winner(s: Session, winner: dict[str, Any], settings: dict[str, Any], 
     built = winner["built"]
     art = built.artifact
     with output.staged(out, s.req.force, s.req.inputs()) as staging:
-        for f in art.files or [art.path]:
-            dest = staging / Path(f).relative_to(winner["folder"])
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(f, dest)
+        # the candidate's whole folder: besides the artifact's files an exporter may keep what its runner needs
+        # (rknn's build recipe); the manifest and the report are written again for the winner
+        shutil.copytree(winner["folder"], staging, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns(manifest.FILE, "report.json"))
         art.runner_options = {**(art.runner_options or {}), **settings}
         pipeline.write_manifest(staging, s.prepared, built, report)
         record = json.loads((staging / manifest.FILE).read_text())

@@ -35,11 +35,18 @@ def _first_samples(npz: Path, dest: Path, n: int) -> Path:
     return dest
 
 
+def precisions_of(target: Any) -> list[str]:
+    """fp32 and int8 where the target has them; its default precision in place of a missing fp32 (an NPU that
+    computes in fp16)."""
+    wanted = [p if p in target.precisions else target.default_precision for p in PRECISIONS]
+    return [p for p in dict.fromkeys(wanted) if p in target.precisions]
+
+
 def _ready_cells() -> list[tuple[str, str, Any]]:
     from .plugins import registry
 
     return [(name, precision, target) for name, target in sorted(registry().targets.items()) if not target.missing()
-            for precision in PRECISIONS if precision in target.precisions]
+            for precision in precisions_of(target)]
 
 
 def check_output(output: Path | None, force: bool) -> None:
@@ -74,9 +81,7 @@ def run_demo(output: Path | None = None, runs: int = 50, status: Callable[[str],
                 # A target in an isolated toolchain environment runs its artifact in a simulator
                 # (tpu-mlir's cmodel: about a second per sample): verify it on the first samples only.
                 data = _first_samples(sample["test"], Path(tmp) / f"{name}-test.npz", SIMULATED_SAMPLES)
-            for precision in PRECISIONS:
-                if precision not in target.precisions:
-                    continue
+            for precision in precisions_of(target):
                 say(f"{name} {precision}")
                 try:
                     result = convert(

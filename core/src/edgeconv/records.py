@@ -38,6 +38,8 @@ KNOWN_TARGETS: dict[str, tuple[str, str, str]] = {
         ("tensorrt", "edgeconv-tensorrt", "jetson", "TensorRT plans for NVIDIA Jetson and GPUs"),
         ("ascend", "edgeconv-ascend", "ascend", ".om for Huawei Ascend NPUs (ATC)"),
         ("sophon", "edgeconv-sophon", "sophon", ".bmodel for Sophgo Sophon (tpu-mlir)"),
+        ("rknn", "edgeconv-rknn", "rknn", ".rknn for Rockchip NPUs (rknn-toolkit2)"),
+        ("executorch", "edgeconv-executorch", "executorch", "ExecuTorch .pte (XNNPACK) for phones and ARM boards"),
     )
 }
 
