@@ -164,3 +164,9 @@ def test_the_commands_module_imports_no_ssh_library():
     code = "import sys, edgeconv.places.commands; print('asyncssh' in sys.modules, 'cryptography' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_without_asyncssh_a_board_command_says_what_to_install(cli, server, monkeypatch):
+    assert cli("add", "pi", f"ssh://board@127.0.0.1:{server.port}").exit_code == 0  # adding needs no SSH library
+    monkeypatch.setitem(sys.modules, "asyncssh", None)  # import asyncssh -> ModuleNotFoundError
+    _one_line_error(cli("check", "pi"), 3, "reaching a board needs asyncssh, which is not installed")

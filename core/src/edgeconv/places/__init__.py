@@ -16,10 +16,9 @@ if TYPE_CHECKING:
     from ..records import RunnerSpec
     from ..runner import Runner
 
-# TEMPORARY, until the runners' RunnerSpec records carry ``board=`` (the lead's change in builtins/onnxruntime.py and
-# edgeconv_tflite/hooks.py): the board half of each form's runner, by module name (read as a file, never imported).
+# TEMPORARY, until the LiteRT runner's RunnerSpec carries ``board="edgeconv_tflite.board"`` (the lead's change in
+# edgeconv_tflite/hooks.py; onnxruntime's already does): its board half by module name (read as a file, never imported).
 _BOARD_HALVES_UNTIL_SPECS_SAY = {
-    "onnx": "edgeconv.builtins.ort_board",
     "tflite": "edgeconv_tflite.board",
 }
 

@@ -36,6 +36,16 @@ KEEPALIVE = (15.0, 4)  # a board that stops answering is given up after about a 
 CHUNK = 1 << 20
 
 
+def _asyncssh() -> Any:
+    """asyncssh, imported when a board is reached (never at ``import edgeconv``)."""
+    try:
+        import asyncssh
+    except ModuleNotFoundError:
+        raise ToolchainMissing("reaching a board needs asyncssh, which is not installed", stage="boards",
+                               hint='pip install "asyncssh>=2.24.1,<3"') from None
+    return asyncssh
+
+
 def agent_source() -> bytes:
     return Path(agent_module.__file__).read_bytes()
 
@@ -54,7 +64,7 @@ def known_hosts_files() -> list[str]:
 
 def _trusted(board: Board) -> Any:
     """A known_hosts matcher over edgeconv's file and the user's (never None: None would turn checking off)."""
-    import asyncssh
+    asyncssh = _asyncssh()
 
     known = asyncssh.SSHKnownHosts()
     for f in known_hosts_files():
@@ -110,7 +120,7 @@ class _Loop:
 
 def _connect_error(board: Board, exc: BaseException) -> EdgeconvError:
     """A failed connection as one line naming the board (exit 3: the board is not there for us)."""
-    import asyncssh
+    asyncssh = _asyncssh()
 
     where = f"board {board.name!r} ({board.address()})"
     if isinstance(exc, asyncssh.HostKeyNotVerifiable):
@@ -136,7 +146,7 @@ def _connect_error(board: Board, exc: BaseException) -> EdgeconvError:
 
 
 async def _open(board: Board) -> Any:
-    import asyncssh
+    asyncssh = _asyncssh()
 
     opts: dict[str, Any] = {
         "port": board.port, "known_hosts": _trusted(board), "config": None,
@@ -154,7 +164,7 @@ async def _open(board: Board) -> Any:
 
 def fetch_host_key(board: Board) -> Any:
     """The host key the board presents (nothing is trusted or logged in): for ``--accept-new-host-key``."""
-    import asyncssh
+    asyncssh = _asyncssh()
 
     loop = _Loop()
     try:
