@@ -167,12 +167,24 @@ def check_torch_save(blob: bytes) -> None:
                 raise Refused("holds a TorchScript archive, which torch.load would run as code")
             for info in infos:
                 if info.filename.endswith(".pkl"):
-                    bad = first_refused(z.read(info), weights_only_allowed)
+                    bad = first_refused(read_entry(z, info), weights_only_allowed)
                     if bad:
                         raise Refused(f"needs the global {bad}, which is not weights-only data (unpickling it "
                                       "would run code)")
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
         raise Refused(f"is not a readable torch.save archive ({' '.join(str(exc).split())[:120]})") from None
+
+
+MAX_INFLATED = 256 * 2**20
+
+
+def read_entry(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    """An entry's bytes; a compressed entry may not inflate beyond 256 MiB (torch stores its archives' entries
+    uncompressed, so only a decompression bomb needs more)."""
+    if info.compress_type != zipfile.ZIP_STORED and info.file_size > MAX_INFLATED:
+        raise Refused(f"has a compressed entry {info.filename!r} of {info.file_size:,} bytes (torch never writes one; "
+                      "a decompression bomb does)")
+    return z.read(info)
 
 
 def unique_names(infos: list[zipfile.ZipInfo]) -> None:

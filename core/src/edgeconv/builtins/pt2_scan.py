@@ -40,7 +40,15 @@ from pathlib import Path
 from typing import Any
 
 from . import torch_ops
-from .pickle_scan import ZIP_MAGIC, Refused, check_torch_save, first_refused, unique_names, weights_only_allowed
+from .pickle_scan import (
+    ZIP_MAGIC,
+    Refused,
+    check_torch_save,
+    first_refused,
+    read_entry,
+    unique_names,
+    weights_only_allowed,
+)
 
 HARMLESS = frozenset({"archive_format", "archive_version", "byteorder", "version", ".data/version",
                       ".data/serialization_id", ".format_version", ".storage_alignment"})
@@ -111,7 +119,7 @@ def _raw_payloads(z: zipfile.ZipFile, infos: dict[str, zipfile.ZipInfo], configs
     pickled: set[str] = set()
     for rel in configs:
         try:
-            config = json.loads(z.read(infos[rel])).get("config", {})
+            config = json.loads(read_entry(z, infos[rel])).get("config", {})
         except (ValueError, AttributeError):
             raise Refused(f"{rel} is not a readable payload config") from None
         folder = posixpath.dirname(rel)
@@ -137,14 +145,14 @@ def _check_entry(z: zipfile.ZipFile, rel: str, info: zipfile.ZipInfo, raw: set[s
         return
     if rel.endswith(".json"):
         if not trust_code:
-            _check_json(z.read(info), rel)
+            _check_json(read_entry(z, info), rel)
         return
     if trust_pickle:
         return
     hint = "; give --trust-pickle if you trust the file"
     if base.startswith("custom_obj_"):
         raise Refused(f"{rel} is a serialized C++ object (torchbind), whose loading runs native code{hint}")
-    data = z.read(info)
+    data = read_entry(z, info)
     try:
         if base.startswith("opaque_obj_") and not data.startswith(ZIP_MAGIC):
             bad = first_refused(data, weights_only_allowed)

@@ -98,7 +98,7 @@ def _saved_model(path: Path, *, trust_code: bool) -> tuple[Any, IOContract]:
             check_saved_model(path)  # every op of every graph and function, before TF runs any of them
         except Refused as exc:
             raise BadInput(str(exc), file=path, stage="import") from None
-        except OSError as exc:
+        except (OSError, ValueError, KeyError) as exc:
             raise BadInput(f"saved_model.pb cannot be read: {_brief(exc)}", file=path, stage="import") from None
     try:
         with to_debug_log(*_NOISY):

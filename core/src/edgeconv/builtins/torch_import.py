@@ -237,7 +237,8 @@ def _precheck(path: Path, check: Any, hint: str = "") -> None:
         check()
     except Refused as exc:
         raise BadInput(f"{exc}{hint}", file=path, stage="import") from None
-    except (OSError, zipfile.BadZipFile, ValueError, EOFError) as exc:
+    except (OSError, zipfile.BadZipFile, ValueError, EOFError, KeyError, NotImplementedError, RuntimeError) as exc:
+        # a damaged zip: truncated, encrypted or unknown compression (zipfile raises these)
         raise BadInput(f"is not a readable archive: {_brief(exc)}", file=path, stage="import") from None
 
 

@@ -29,7 +29,7 @@ import zipfile
 from pathlib import Path
 
 from . import torch_ops
-from .pickle_scan import Refused, first_refused, torch_weights_only, unique_names
+from .pickle_scan import Refused, first_refused, read_entry, torch_weights_only, unique_names
 
 BUILTIN_NAMES = frozenset({
     # TorchScript's builtin functions that compute values
@@ -72,10 +72,10 @@ def check_torchscript(path: Path) -> None:
             if rel == "model.json":
                 raise Refused("is a legacy TorchScript archive (model.json, torch < 1.4): re-save it with torch.jit.save")
             if rel.endswith(".py"):
-                _check_source(z.read(info).decode("utf-8", "replace"), rel)
+                _check_source(read_entry(z, info).decode("utf-8", "replace"), rel)
             elif rel.endswith(".pkl") or rel.endswith(".debug_pkl"):
                 try:
-                    bad = first_refused(z.read(info), _pickle_global_allowed)
+                    bad = first_refused(read_entry(z, info), _pickle_global_allowed)
                 except Refused as exc:
                     raise Refused(f"{rel} {exc}") from None
                 if bad:
