@@ -93,4 +93,6 @@ def standin_ais_bench(tmp_path, monkeypatch):
     monkeypatch.setattr(cann, "_module", lambda name: name == "ais_bench")
     for mod in [m for m in sys.modules if m == "ais_bench" or m.startswith("ais_bench.")]:
         monkeypatch.delitem(sys.modules, mod)
-    return log
+    yield log
+    for mod in [m for m in sys.modules if m == "ais_bench" or m.startswith("ais_bench.")]:
+        del sys.modules[mod]  # imported by this test: later tests meet a host without ais_bench again

@@ -57,9 +57,9 @@ def test_a_cann_installed_but_not_sourced_is_named(tmp_path, monkeypatch):
     (root / "ascend-toolkit" / "latest" / "x86_64-linux").mkdir(parents=True)
     (root / "ascend-toolkit" / "set_env.sh").write_text("export ASCEND_TOOLKIT_HOME=...\n")
     monkeypatch.setattr(cann, "INSTALL_ROOTS", (str(root),))
-    from edgeconv_ascend.export import _no_atc
+    from edgeconv_ascend.atc import no_atc
 
-    err = _no_atc({})
+    err = no_atc({})
     assert f"not set up in this shell: source {root}/ascend-toolkit/set_env.sh" in err.one_line()
 
 

@@ -31,7 +31,7 @@ def test_npu_without_ais_bench_says_so(digits, tmp_path, ascend_plugin, fake_atc
     assert r.exit_code == 3 and "has an Ascend NPU but no ais_bench" in r.report["verdict"]["reason"]
 
 
-def test_in_process_runner_verifies(digits, tmp_path, ascend_plugin, fake_atc, fake_npu, standin_ais_bench):
+def test_in_process_runner_verifies(digits, tmp_path, cli, ascend_plugin, fake_atc, fake_npu, standin_ais_bench):
     out = tmp_path / "o"
     r = edgeconv.convert(digits["model"], "ascend", precision="fp16", output=out, memory=False, runs=3,
                          data=digits["test"], options={**OPTS, "device": 1})
@@ -45,11 +45,11 @@ def test_in_process_runner_verifies(digits, tmp_path, ascend_plugin, fake_atc, f
     infers = [c for c in log if c["call"] == "infer"]
     assert infers[0] == {"call": "infer", "mode": "static", "shapes": [[1, 1, 8, 8]], "dtypes": ["float32"]}
     assert log[-1] == {"call": "finalize"}
-    # and `edgeconv verify` of the folder, later, the same way
-    from edgeconv import verify
-
-    v = verify(digits["model"], out, data=digits["test"], runs=2, memory=False)
-    assert v.exit_code == 0 and v.report["fidelity"][0]["pass"]
+    # and `edgeconv verify` of the folder, later, the same way (its manifest's runner settings are all declared)
+    res = cli("verify", str(digits["model"]), str(out), "--data", str(digits["test"]), "--runs", "2",
+              "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["fidelity"][0]["pass"]
 
 
 def test_aipp_and_gears_through_the_runner(tmp_path, ascend_plugin, fake_atc, fake_npu, standin_ais_bench):
@@ -72,8 +72,24 @@ def test_aipp_and_gears_through_the_runner(tmp_path, ascend_plugin, fake_atc, fa
     assert infer["shapes"] == [[1, 8, 8, 3]] and infer["dtypes"] == ["uint8"]  # BGR frames, HWC, uint8
 
 
+def standin_python(tmp_path: Path) -> Path:
+    """The interpreter EDGECONV_AIS_BENCH_PYTHON names on this 'host': it insists on ``-I -m ais_bench`` with no
+    PYTHONPATH, then runs the stand-in ais_bench package (the folder the fixture wrote) as ``-m ais_bench`` would."""
+    root = tmp_path / "standin-ais-bench"
+    path = tmp_path / "ais-python"
+    path.write_text("#!/bin/sh\n"
+                    '[ "$1 $2 $3" = "-I -m ais_bench" ] || { echo "not isolated: $*" >&2; exit 9; }\n'
+                    '[ -z "${PYTHONPATH:-}" ] || { echo "PYTHONPATH leaked" >&2; exit 9; }\n'
+                    "shift 3\n"
+                    f'exec "{sys.executable}" -I -c "import runpy, sys; sys.path.insert(0, {str(root)!r}); '
+                    "runpy.run_module('ais_bench', run_name='__main__', alter_sys=True)\" \"$@\"\n")
+    path.chmod(0o755)
+    return path
+
+
 def test_cli_runner(digits, tmp_path, ascend_plugin, fake_atc, fake_npu, standin_ais_bench, monkeypatch):
-    monkeypatch.setenv("EDGECONV_AIS_BENCH_PYTHON", sys.executable)
+    python = standin_python(tmp_path)
+    monkeypatch.setenv("EDGECONV_AIS_BENCH_PYTHON", str(python))
     z = np.load(digits["test"])
     data = tmp_path / "few.npz"
     np.savez(data, input=z["input"][:3], labels=z["labels"][:3])
@@ -81,7 +97,7 @@ def test_cli_runner(digits, tmp_path, ascend_plugin, fake_atc, fake_npu, standin
                          warmup=1, data=str(data), options={**OPTS, "runner": "cli"})
     assert r.exit_code == 0, r.report["verdict"]
     art = r.report["runtime"]["artifact"]
-    assert art["runtime"] == f"ais_bench CLI ({sys.executable} -m ais_bench, a process per inference)"
+    assert art["runtime"] == f"ais_bench CLI ({python} -I -m ais_bench, a process per inference)"
     assert art["latency_includes"] == "process start and model load on every call"
     cli_calls = [c["argv"] for c in calls(standin_ais_bench) if c["call"] == "cli"]
     assert len(cli_calls) == 3 + 1 + 1  # 3 samples, 1 warm-up, 1 timed run: a process each

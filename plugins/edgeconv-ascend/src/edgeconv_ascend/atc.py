@@ -13,8 +13,8 @@ The parameters and their documented forms (ATC guide, CANN 8.0-9.0, "ATC paramet
 - ``--mode=3`` with ``--check_report=<file>``: pre-check only.
 
 The guide's "enclose the value in double quotes" is shell quoting: edgeconv passes each ``--name=value`` as one
-argument to the ``atc`` process (``subprocess.run(argv)``, no shell), so spaces, quotes and ``;`` in paths, input
-names or extra arguments arrive literally.
+argument to the ``atc`` process (the core's worker: an argument list, no shell, a timeout), so spaces, quotes and
+``;`` in paths, input names or extra arguments arrive literally.
 """
 
 from __future__ import annotations
@@ -22,15 +22,13 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgeconv.plugin import BadInput, ToolchainFailed, ToolchainMissing
 
-from .hooks import V1_MODES, V2_MODES
+from .hooks import INSTALL_HINT, V1_MODES, V2_MODES
 from .socs import SOCS
 
 KIT_SCHEMA = "edgeconv.ascend.atc/1"
@@ -80,6 +78,21 @@ def soc_required() -> BadInput:
     return BadInput("ATC needs the SoC to build for: -O soc_version=Ascend<Name> with <Name> from `npu-smi info` on "
                     f"the device (e.g. {', '.join(('Ascend310B4', 'Ascend310P3', 'Ascend910B3'))}); known: "
                     f"{', '.join(SOCS)}", stage="options")
+
+
+def no_atc(opts: dict[str, Any]) -> ToolchainMissing:
+    """Why ATC cannot run here (exit 3), with CANN's set-up step when it is installed but not sourced."""
+    if opts.get("atc"):
+        return ToolchainMissing(f"-O atc={opts['atc']} is not an executable file", stage="export", hint=INSTALL_HINT)
+    from . import cann
+
+    info = cann.find_cann()
+    why = "atc is not on PATH"
+    if info["set_env"] and not info["environment_set"]:
+        why += f"; CANN is installed but not set up in this shell: source {info['set_env'][0]}"
+    elif info["home"]:
+        why += f" nor under {info['home']}"
+    return ToolchainMissing(f"target 'ascend' cannot run ATC here: {why}", stage="export", hint=INSTALL_HINT)
 
 
 @dataclass
@@ -258,41 +271,33 @@ def first_error(text: str, codes: list[str]) -> str:
 
 
 def run(argv: list[str], log_path: Path, *, cwd: Path, timeout: float | None = None,
-        keep_log_at: Path | None = None, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Run ATC (argv as given, no shell); log stdout+stderr to ``log_path``. On failure the log is also copied to
-    ``keep_log_at`` (beside the output folder), since the output's staging folder is removed on failure."""
-    started = time.perf_counter()
+        keep_log_at: Path | None = None) -> dict[str, Any]:
+    """Run ATC (argv as given, no shell, the core's worker: the caller's environment without ``PYTHON*`` except
+    CANN's own ``PYTHONPATH`` entries, ``children.cann_env``); log stdout+stderr to ``log_path``. On failure the log
+    is also copied to ``keep_log_at`` (beside the output folder), since the output's staging folder is removed."""
+    from .children import cann_env, run_child
+
     try:
-        proc = subprocess.run(argv, cwd=str(cwd), capture_output=True, text=True, timeout=timeout, check=False,
-                              env=env, shell=False)
-    except FileNotFoundError:
-        raise ToolchainMissing(f"atc not found at {argv[0]}", stage="export") from None
-    except PermissionError:
-        raise ToolchainMissing(f"atc at {argv[0]} is not executable", stage="export") from None
-    except subprocess.TimeoutExpired as exc:
-        text = _text(exc.stdout) + _text(exc.stderr)
-        kept = _write_log(log_path, argv, text, keep_log_at)
-        raise ToolchainFailed(f"ATC did not finish within {timeout:g} s (log: {kept})", stage="export") from None
-    text = (proc.stdout or "") + (proc.stderr or "")
-    codes = error_codes(text)
-    ok = proc.returncode == 0 and not codes
-    kept = _write_log(log_path, argv, text, None if ok else keep_log_at)
-    return {"ok": ok, "returncode": proc.returncode, "codes": codes, "output": text, "log": str(kept),
-            "seconds": round(time.perf_counter() - started, 3)}
+        done = run_child(argv, timeout=timeout, cwd=cwd, env=cann_env(), what="ATC", log=log_path)
+    except ToolchainMissing as exc:
+        raise ToolchainMissing(f"atc cannot run ({exc.cause})", stage="export") from None
+    except ToolchainFailed:
+        kept = _write_log(log_path, None, None, keep_log_at)
+        raise ToolchainFailed(f"ATC did not finish within {timeout:g} s (stopped; log: {kept})", stage="export") from None
+    codes = error_codes(done.output)
+    ok = done.returncode == 0 and not codes
+    kept = _write_log(log_path, argv, done.output, None if ok else keep_log_at)
+    return {"ok": ok, "returncode": done.returncode, "codes": codes, "output": done.output, "log": str(kept),
+            "seconds": done.seconds}
 
 
-def _text(data: Any) -> str:
-    if data is None:
-        return ""
-    return data.decode(errors="replace") if isinstance(data, bytes) else str(data)
-
-
-def _write_log(log_path: Path, argv: list[str], text: str, keep_at: Path | None) -> Path:
-    body = "# " + shlex.join(argv) + "\n" + text
-    log_path.write_text(body)
+def _write_log(log_path: Path, argv: list[str] | None, text: str | None, keep_at: Path | None) -> Path:
+    """Write the log (``argv`` None: it is there already, the worker wrote it) and copy it to ``keep_at``."""
+    if argv is not None:
+        log_path.write_text("# " + shlex.join(argv) + "\n" + (text or ""))
     if keep_at is not None:
         try:
-            keep_at.write_text(body)
+            keep_at.write_text(log_path.read_text(errors="replace") if log_path.is_file() else "")
             return keep_at
         except OSError:
             pass

@@ -152,15 +152,17 @@ def amct() -> dict[str, Any]:
 
 
 def can_run_here(options: dict[str, Any] | None = None) -> tuple[bool, str]:
-    """(True, "") when an .om can run on this host, else (False, why + fix)."""
+    """(True, "") when an .om can run on this host, else (False, why + fix). ``options``: the target's (``runner``)
+    or ``{"cli": True}``: ais_bench runs as ``python3 -m ais_bench`` (``$EDGECONV_AIS_BENCH_PYTHON``, else python3)."""
     opts = options or {}
+    cli = bool(opts.get("cli")) or opts.get("runner") == "cli"
     dev = npu()
     if not dev["present"]:
         what = "no /dev/davinci* device nodes" if not dev["devices"] else "no /dev/davinci_manager"
         return False, (f"this host has no Ascend NPU ({what}{', no npu-smi' if not dev['npu_smi'] else ''}): "
                        f"the .om cannot run here; {FIX_NPU}")
     bench = ais_bench()
-    if not (bench["module"] or bench["python"] or opts.get("ais_bench_python")):
+    if not (bench["module"] or bench["python"] or cli):
         return False, f"this host has an Ascend NPU but no ais_bench to run the .om: {FIX_AIS_BENCH}"
     return True, ""
 

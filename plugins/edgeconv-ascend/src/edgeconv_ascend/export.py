@@ -1,31 +1,30 @@
-"""The ``ascend`` exporter: final operator check -> shapes and gears -> (INT8: AMCT) -> AIPP -> the ATC kit -> ATC.
+"""The ``ascend`` exporter: final operator check -> shapes and gears -> AIPP -> the ATC kit -> ATC.
+
+It compiles what it is given: the ONNX after the optimize passes, and for ``-p int8`` the deploy model of the
+``ascend.amct`` pass (``passes.py``; the exporter never quantizes). Precision that is an ATC flag
+(``--precision_mode``: fp16, fp32, mixed; ``--keep_dtype`` for ``keep_float``) is set here.
 
 Everything up to ATC runs on any machine. Without ``atc`` a conversion exits 3 with the install hint and writes
-nothing; ``--prepare-only`` writes the ONNX for ATC, ``aipp.cfg``, ``atc.json`` and ``atc.sh`` and exits 3 (not
-built). With ATC the .om is built; it runs only on an Ascend host (an NPU and ais_bench), so elsewhere the output
-folder is written and verification says, in the report, that the .om cannot run here (exit 3).
+nothing (the pre-check says so before any work); ``--prepare-only`` writes the ONNX for ATC, ``aipp.cfg``,
+``atc.json`` and ``atc.sh`` and exits 3 (not built). With ATC the .om is built; it runs only on an Ascend host (an NPU
+and ais_bench), so elsewhere the output folder is written and verification says, in the report, that the .om cannot
+run here (exit 3).
 """
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
-from edgeconv.plugin import BadInput, ToolchainFailed, ToolchainMissing, keep_float_option
+from edgeconv.plugin import BadInput, ToolchainFailed
 
 from . import aipp as aipp_mod
 from . import atc, cann, precheck, shapes
-from .hooks import INSTALL_HINT
+from .passes import AMCT
 
 
 def export(model, job) -> Any:
     import onnx
-
-    from edgeconv.plugin import Artifact
 
     opts = job.options
     prepare_only = bool(opts.get("prepare_only"))
@@ -33,16 +32,17 @@ def export(model, job) -> Any:
         raise atc.soc_required()
     atc_path = cann.find_atc(opts.get("atc") or None)
     if atc_path is None and not prepare_only:
-        raise _no_atc(opts)
+        raise atc.no_atc(opts)
     proto = model.obj if model.obj is not None else onnx.load(str(model.path))
     source = model.meta.get("source_path")
     workdir, scratch, stem = Path(job.workdir), Path(job.scratch), job.stem
+    amct = job.state.get(AMCT)  # the ascend.amct pass ran: this is AMCT's deploy model
 
     # The graph ATC gets, after the optimize passes: the table again, and the checks that need folded constants.
     mode = str(opts.get("precheck") or "strict")
-    found = precheck.apply_mode(precheck.check_proto(proto, final=True), mode)
+    found = precheck.apply_mode(precheck.check_proto(proto, final=True, amct=amct is not None), mode)
     precheck.refuse(found, file=source, stage="export")
-    seen = {(u.node, u.reason) for u in precheck.apply_mode(precheck.check_proto(proto), mode)}
+    seen = {(u.node, u.reason) for u in precheck.apply_mode(precheck.check_proto(proto, amct=amct is not None), mode)}
     for u in found:
         if (u.node, u.reason) not in seen:  # the pre-check stage already warned about the others
             job.warn(f"node {u.node} ({u.op_type}) falls back: {u.reason}")
@@ -52,8 +52,9 @@ def export(model, job) -> Any:
     prepared = _dynamize(proto, sh)
     details: dict[str, Any] = {"soc_version": opts["soc_version"], "shapes": sh.to_dict(),
                                "precheck": precheck.summary(found)}
-    if sh.gears:
-        details["shapes"]["cpu_check"] = _check_gears_on_cpu(prepared, model.io, sh)
+    if sh.gears:  # on the float model: onnxruntime cannot load AMCT's deploy ops
+        float_model = _dynamize(onnx.load(amct["float_model"]), sh) if amct else prepared
+        details["shapes"]["cpu_check"] = _check_gears_on_cpu(float_model, model.io, sh)
     if atc_path is not None and not prepare_only and opts.get("atc_precheck", True):
         by_atc = precheck.atc_mode3(prepared, sh, job, atc_path)
         precheck.refuse(by_atc, file=source, stage="precheck")
@@ -61,16 +62,12 @@ def export(model, job) -> Any:
                                    "warnings": [u.reason for u in by_atc if u.fallback]}
     _precision_warnings(job)
 
-    files: list[Path] = []
-    if job.precision == "int8":
-        float_path = scratch / f"{stem}.float.onnx"
-        onnx.save(prepared, str(float_path))
-        onnx_path = workdir / f"{stem}.deploy.onnx"
-        details["amct"] = _int8(job, float_path, onnx_path, model)
-    else:
-        onnx_path = workdir / f"{stem}.onnx"
-        onnx.save(prepared, str(onnx_path))
-    files.append(onnx_path)
+    onnx_path = workdir / (f"{stem}.deploy.onnx" if amct else f"{stem}.onnx")
+    onnx.save(prepared, str(onnx_path))
+    files: list[Path] = [onnx_path]
+    if amct:
+        details["int8"] = {"by": "ascend.amct (AMCT deploy model; its figures are the pass's info in the report)",
+                           "onnx": onnx_path.name}
 
     art_io = _built_contract(model.io, sh)
     if spec is not None:
@@ -96,26 +93,40 @@ def export(model, job) -> Any:
     command = f"cd {folder} && sh atc.sh"
     details["atc"] = {"argv": settings.argv(onnx_path.name, stem), **settings.to_dict()}
     info = cann.find_cann(opts.get("atc") or None)
-    tools = {"soc_version": str(opts["soc_version"]), "cann": info.get("version") or "unknown"}
+    tools = {"soc_version": str(opts["soc_version"]), "cann": info.get("version") or "unknown",
+             **({"amct": str(amct.get("amct_version") or "unknown")} if amct else {})}
 
     if prepare_only:
-        why = "prepare-only was asked"
-        if atc_path is None:
-            why += "; this host has no atc anyway"
-        reason = (f"ATC not run ({why}). The output holds the ONNX for ATC{', aipp.cfg' if spec else ''}, atc.json "
-                  f"and atc.sh; build the .om on a host with CANN: {command}")
-        details["build"] = {"built": False, "reason": reason, "command": command}
-        files = [kit["atc.json"], *(f for f in files if f != kit["atc.json"])]
-        return Artifact(path=kit["atc.json"], form="om", io=art_io, files=files, tools=tools, details=details,
-                        runner_options={"prepared_only": True, "command": command}, runnable=False,
-                        not_runnable_reason=reason)
+        return _kit_only(atc_path, spec, kit, files, art_io, tools, details, command)
+    return _build(job, atc_path, settings, spec, onnx_path, files, art_io, tools, details, info, sh, folder)
 
+
+def _kit_only(atc_path, spec, kit, files, art_io, tools, details, command) -> Any:
+    from edgeconv.plugin import Artifact
+
+    why = "prepare-only was asked"
+    if atc_path is None:
+        why += "; this host has no atc anyway"
+    reason = (f"ATC not run ({why}). The output holds the ONNX for ATC{', aipp.cfg' if spec else ''}, atc.json "
+              f"and atc.sh; build the .om on a host with CANN: {command}")
+    details["build"] = {"built": False, "reason": reason, "command": command}
+    files = [kit["atc.json"], *(f for f in files if f != kit["atc.json"])]
+    return Artifact(path=kit["atc.json"], form="om", io=art_io, files=files, tools=tools, details=details,
+                    runner_options={"prepared_only": True, "command": command}, runnable=False,
+                    not_runnable_reason=reason)
+
+
+def _build(job, atc_path, settings, spec, onnx_path, files, art_io, tools, details, info, sh, folder) -> Any:
+    from edgeconv.plugin import Artifact
+
+    opts, workdir, stem = job.options, Path(job.workdir), job.stem
     job.status(f"ATC -> .om for {opts['soc_version']}")
     run_settings = atc.AtcSettings(**{**settings.__dict__,
                                       "insert_op_conf": str(workdir / "aipp.cfg") if spec is not None else None})
     argv = run_settings.argv(str(onnx_path), str(workdir / stem), atc=atc_path)
     timeout = int(opts.get("timeout") or 0) or None
-    result = atc.run(argv, workdir / "atc.log", cwd=scratch, timeout=timeout, keep_log_at=atc.failed_log_path(job))
+    result = atc.run(argv, workdir / "atc.log", cwd=Path(job.scratch), timeout=timeout,
+                     keep_log_at=atc.failed_log_path(job))
     if not result["ok"]:
         raise ToolchainFailed(atc.failure_message("ATC", result), stage="export", hint=atc.code_hint(result["codes"]))
     om = atc.find_om(workdir / stem)
@@ -128,27 +139,16 @@ def export(model, job) -> Any:
     runnable, why = cann.can_run_here(opts)
     reason = "" if runnable else (f"{why}. The .om was built for {opts['soc_version']}; verify it on the device: "
                                   f"edgeconv verify <source model> {folder}")
+    # Exactly the settings the ais_bench runner declares (hooks.RUNNER_OPTIONS): data, never a path to run.
     runner_options = {
         "device": int(opts.get("device") or 0), "runner": str(opts.get("runner") or "auto"),
-        "ais_bench_python": str(opts.get("ais_bench_python") or ""), "soc_version": str(opts["soc_version"]),
+        "soc_version": str(opts["soc_version"]),
         "input_names": [t.name for t in art_io.inputs], "output_names": [t.name for t in art_io.outputs],
         "input_layouts": [shapes.layout_of(t) for t in art_io.inputs],
         "aipp": art_io.preprocessing.get("aipp"), "dynamic": dict([sh.dynamic]) if sh.dynamic else None,
     }
     return Artifact(path=om, form="om", io=art_io, files=files, tools=tools, details=details,
                     runner_options=runner_options, runnable=runnable, not_runnable_reason=reason)
-
-
-def _no_atc(opts: dict[str, Any]) -> ToolchainMissing:
-    if opts.get("atc"):
-        return ToolchainMissing(f"-O atc={opts['atc']} is not an executable file", stage="export", hint=INSTALL_HINT)
-    info = cann.find_cann()
-    why = "atc is not on PATH"
-    if info["set_env"] and not info["environment_set"]:
-        why += f"; CANN is installed but not set up in this shell: source {info['set_env'][0]}"
-    elif info["home"]:
-        why += f" nor under {info['home']}"
-    return ToolchainMissing(f"target 'ascend' cannot run ATC here: {why}", stage="export", hint=INSTALL_HINT)
 
 
 def _built_contract(io, sh: shapes.Shapes):
@@ -221,97 +221,6 @@ def _check_gears_on_cpu(proto, io, sh: shapes.Shapes) -> dict[str, Any]:
                            "a pass specialised the graph to one shape; try --skip-pass onnx.simplify",
                            stage="export") from None
     return {"checked": True, "runtime": "onnxruntime (CPU)", "gears": len(sh.gears)}
-
-
-# -- INT8 ----------------------------------------------------------------------------------------------------------
-def _int8(job, float_path: Path, deploy_path: Path, model) -> dict[str, Any]:
-    import numpy as np
-
-    opts = job.options
-    python = str(opts.get("amct_python") or os.environ.get("EDGECONV_AMCT_PYTHON") or "")
-    in_process = importlib.util.find_spec("amct_onnx") is not None if not python else False
-    if not python and not in_process:
-        raise ToolchainMissing("INT8 for Ascend is not available here: it needs AMCT (amct_onnx), which is not "
-                               "installed", stage="optimize", hint=cann.FIX_AMCT)
-    calib = job.calibration()
-    limit = int(opts.get("calib_limit") or 300)
-    feeds = [feed for feed, _ in calib.feeds(model.io, limit)]
-    if not feeds:
-        raise BadInput("the calibration set holds no full batch for the model", stage="optimize")
-    names = [t.name for t in model.io.inputs]
-    arrays = {n: np.concatenate([f[n] for f in feeds]) for n in names}
-    batch_size = int(feeds[0][names[0]].shape[0]) if feeds[0][names[0]].ndim else 1
-    scratch = Path(job.scratch)
-    calib_npz = scratch / "_amct_calib.npz"
-    np.savez(calib_npz, **arrays)
-    args = {"model_file": str(float_path), "calib_npz": str(calib_npz), "save_prefix": str(scratch / "amct" / job.stem),
-            "work": str(scratch / "amct"),
-            # keep_float (ONNX node names) stays float in AMCT too, not only in ATC's --keep_dtype
-            "skip_layers": list(dict.fromkeys([*(opts.get("amct_skip_layers") or ()), *keep_float_option(opts)])),
-            "activation_offset": bool(opts.get("amct_activation_offset", True)), "batch_size": batch_size}
-    job.status("INT8: AMCT calibration")
-    if in_process:
-        from . import amct
-
-        try:
-            result = amct.quantize(**args)
-        except Exception as exc:  # noqa: BLE001 - AMCT's own failure, one line
-            raise ToolchainFailed(f"AMCT failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}",
-                                  stage="optimize") from None
-        result["where"] = "in-process"
-    else:
-        result = _amct_subprocess(python, args)
-    shutil.copyfile(result["deploy_model"], deploy_path)
-    result["deploy_model"] = deploy_path.name
-    result["verification"] = _verify_fake_quant(job, float_path, result.pop("fake_quant_model"), model, calib)
-    return result
-
-
-def _amct_subprocess(python: str, args: dict[str, Any]) -> dict[str, Any]:
-    import json
-
-    from . import amct
-
-    try:
-        proc = subprocess.run([python, amct.__file__, json.dumps(args)], capture_output=True, text=True, check=False)
-    except OSError as exc:
-        raise ToolchainMissing(f"-O amct_python={python} cannot run: {exc}", stage="optimize",
-                               hint=cann.FIX_AMCT) from None
-    line = next((ln for ln in reversed(proc.stdout.splitlines()) if ln.startswith("EDGECONV-AMCT-RESULT ")), None)
-    if proc.returncode != 0 or line is None:
-        tail = " | ".join(x.strip() for x in (proc.stderr or proc.stdout).strip().splitlines()[-4:])
-        raise ToolchainFailed(f"AMCT ({python}) failed (exit {proc.returncode}): {tail or 'no output'}",
-                              stage="optimize")
-    result = json.loads(line.split(" ", 1)[1])
-    result["where"] = python
-    return result
-
-
-def _verify_fake_quant(job, float_path: Path, fake: str | None, model, calib) -> dict[str, Any]:
-    """AMCT's fake-quant model against the float model on onnxruntime (CPU): the INT8 recipe's cost, before ATC."""
-    if not fake:
-        return {"checked": False, "reason": "AMCT wrote no fake-quant model"}
-    from edgeconv.plugin import Model, check_models
-
-    data = job.data
-    if data is None:
-        data = {k: v for k, v in calib.arrays.items()}
-        if calib.labels is not None:
-            data["labels"] = calib.labels
-        note = "the calibration set (in-sample)"
-    else:
-        note = str(data)
-    try:
-        ver = check_models(Model("onnx", model.io, path=float_path), Model("onnx", model.io, path=Path(fake)),
-                           data=data, precision="int8", seed=job.seed)
-    except Exception as exc:  # noqa: BLE001 - e.g. AMCT custom ops plain onnxruntime cannot load
-        return {"checked": False, "reason": f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"}
-    ok = ver["pass"]
-    if not ok:
-        job.warn("the AMCT fake-quant model fails the int8 thresholds on CPU before ATC: the .om will not do better; "
-                 "keep sensitive layers in float with -O amct_skip_layers=...")
-    return {"checked": True, "runtime": "onnxruntime (CPU)", "data": note, "pass": ok,
-            "fidelity": ver["fidelity"], "accuracy": ver["accuracy"]}
 
 
 __all__ = ["export"]

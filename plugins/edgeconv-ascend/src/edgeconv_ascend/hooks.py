@@ -3,9 +3,11 @@ the work sits behind the lazy references of the records."""
 
 from __future__ import annotations
 
-from edgeconv.plugin import Option, Requirement, RunnerSpec, Target, hookimpl
+from edgeconv.plugin import DeviceCatalogue, Option, Pass, Requirement, RunnerSpec, Target, hookimpl
 
 from .socs import SOCS
+
+EDGECONV_API = "1.0"  # the plugin API this plugin is written against (docs/hooks.md)
 
 INSTALL_HINT = (
     'pip install "edgeconv[ascend]"; CANN itself: install Huawei\'s Ascend-cann-toolkit package and '
@@ -63,18 +65,21 @@ OPTIONS = (
                                   "a JSON list of strings; only documented ATC parameters edgeconv does not set"),
     Option("device", int, 0, "Ascend device id for ais_bench (verify, bench)"),
     Option("runner", str, "auto", "ais_bench in-process (python: ais_bench.infer.interface.InferSession) or "
-                                  "python3 -m ais_bench (cli)", ("auto", "python", "cli")),
-    Option("ais_bench_python", str, "", "the python3 that runs -m ais_bench for runner=cli (default: "
-                                        "$EDGECONV_AIS_BENCH_PYTHON, else python3)"),
+                                  "python3 -I -m ais_bench (cli; the interpreter is $EDGECONV_AIS_BENCH_PYTHON on the "
+                                  "host that runs the .om, else python3)", ("auto", "python", "cli")),
     Option("calib_limit", int, 300, "int8: at most this many calibration samples"),
-    Option("keep_float", list, (), "ONNX node names ATC keeps in their original (float32) precision: written to "
-           "keep_dtype.cfg and passed as --keep_dtype (what --precision auto's layer search finds; with int8, also give "
-           "them to -O amct_skip_layers)"),
+    Option("keep_float", list, (), "ONNX node names kept in float32: written to keep_dtype.cfg and passed to ATC as "
+           "--keep_dtype, and with int8 skipped by AMCT (ascend.amct) too (what --precision auto's layer search "
+           "finds)"),
     Option("amct_skip_layers", list, (), "int8: node names AMCT keeps in float (comma-separated)"),
     Option("amct_activation_offset", bool, True, "int8: asymmetric activations (AMCT activation_offset)"),
-    Option("amct_python", str, "", "int8: run AMCT in this interpreter (an environment with amct_onnx) instead of "
-                                   "in-process"),
+    Option("amct_python", str, "", "int8: run AMCT in this interpreter (an environment with amct_onnx; isolated, "
+                                   "-I) instead of in-process (default: $EDGECONV_AMCT_PYTHON)"),
 )
+
+# What an .om's manifest may set for the ais_bench runner (exactly what the exporter writes): data, never a path to run.
+RUNNER_OPTIONS = {"device": int, "runner": str, "soc_version": str, "input_names": list, "output_names": list,
+                  "input_layouts": list, "aipp": dict, "dynamic": dict, "prepared_only": bool, "command": str}
 
 CANN = Requirement(
     "Huawei CANN toolkit (atc)",
@@ -98,6 +103,8 @@ def register_targets(register):
             options=OPTIONS,
             requirements=(CANN,),
             exporter="edgeconv_ascend.export:export",
+            # INT8 is a pass (AMCT's deploy model); fp16/fp32 are ATC's --precision_mode, set by the exporter.
+            precision_passes={"int8": ("ascend.amct",)},
             precheck="edgeconv_ascend.precheck:precheck",
             doctor="edgeconv_ascend.cann:doctor",
             devices=("npu",),
@@ -105,6 +112,14 @@ def register_targets(register):
                         "through AMCT, verified with ais_bench on an Ascend host; prepare-only without CANN",
         )
     )
+
+
+@hookimpl
+def register_passes(register):
+    register(Pass(name="ascend.amct", form="onnx", kind="precision", run="edgeconv_ascend.passes:amct",
+                  description="INT8 through AMCT (amct_onnx, in-process or -O amct_python): AMCT's deploy model for "
+                              "ATC, its fake-quant model checked against the float model on onnxruntime (CPU); "
+                              "keep_float nodes skipped"))
 
 
 @hookimpl
@@ -116,5 +131,11 @@ def register_runners(register):
             factory="edgeconv_ascend.runner:AisBenchRunner",
             requirements=(Requirement("ais_bench on an Ascend host", RUN_HINT, modules=("ais_bench",),
                                       env=("EDGECONV_AIS_BENCH_PYTHON",)),),
+            options=RUNNER_OPTIONS,
         )
     )
+
+
+@hookimpl
+def register_devices(register):
+    register(DeviceCatalogue(package="edgeconv_ascend", resource="devices.toml"))

@@ -29,6 +29,11 @@ from typing import Any
 from edgeconv.plugin import ToolchainFailed, Unsupported, UnsupportedOperators, iter_nodes
 
 TABLE = "onnx_operators.json"
+# The ops of AMCT's deploy model (what the ascend.amct pass hands the exporter): ATC registers parsers for them under
+# ai.onnx (the registry snapshot: ai.onnx::<opset>::AscendQuant ...), and the table leaves them out, so they are
+# accepted only in a model the amct pass made.
+AMCT_OPS = frozenset({"AscendQuant", "AscendDequant", "AscendDequantS16", "AscendRequant", "AscendRequantS16",
+                      "AscendAntiQuant"})
 REEXPORT = "re-export the model at an opset ATC parses, e.g. torch.onnx.export(..., opset_version=17), or convert " \
            "it with onnx.version_converter"
 
@@ -97,8 +102,9 @@ def _attr(node, name: str, default: Any = None) -> Any:
     return default
 
 
-def check_proto(proto, *, final: bool = False) -> list[Unsupported]:
-    """Every node ATC cannot take per the table; ``final`` adds the checks that need folded constants."""
+def check_proto(proto, *, final: bool = False, amct: bool = False) -> list[Unsupported]:
+    """Every node ATC cannot take per the table; ``final`` adds the checks that need folded constants; ``amct``: the
+    model is AMCT's deploy model (its quantization ops are ATC's own)."""
     out: list[Unsupported] = []
     lo, hi = table()["opset_range"]
     opset = model_opset(proto)
@@ -124,6 +130,8 @@ def check_proto(proto, *, final: bool = False) -> list[Unsupported]:
             out.append(Unsupported(name, f"{domain}::{node.op_type}",
                                    f"custom-domain op {domain}::{node.op_type}: ATC parses ai.onnx ops only; export "
                                    "without runtime-specific contrib ops (e.g. skip onnxruntime graph optimisations)"))
+            continue
+        if amct and node.op_type in AMCT_OPS:
             continue
         if opset_ok:
             ok, reason = supported(node.op_type, opset)
@@ -194,6 +202,12 @@ def precheck(model, job: Any = None) -> list[Unsupported]:
         from .atc import soc_required
 
         raise soc_required()
+    if not opts.get("prepare_only"):  # before any work (the INT8 pass included): ATC must be here
+        from . import cann
+        from .atc import no_atc
+
+        if cann.find_atc(opts.get("atc") or None) is None:
+            raise no_atc(opts)
     return found
 
 

@@ -15,12 +15,18 @@ Outputs come back in the .om's order and are named from the artifact's contract 
 With AIPP the core feeds uint8 pixels in the model's channel order; the runner builds the buffer the .om takes
 (camera order, crop canvas, YUV420SP) from the AIPP record (``aipp.om_input``). Without an NPU nothing runs: the
 runner says so (exit 3) instead of failing inside ACL.
+
+A manifest is untrusted input: its ``runner_options`` may hold only the settings declared in ``hooks.RUNNER_OPTIONS``
+(device, mode, names, layouts, AIPP record, gears; the core refuses anything else). The interpreter that runs
+``-m ais_bench`` is never taken from a manifest: it is ``$EDGECONV_AIS_BENCH_PYTHON`` on this host, else
+``python3`` on PATH, run isolated (``-I``: ais_bench and aclruntime must be installed in it, not on PYTHONPATH)
+through the core's worker with a timeout. A build kit's ``command`` is only shown.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -35,8 +41,11 @@ class AisBenchRunner(Runner):
     name = "ais_bench"
     modules = ()
 
+    MODES = ("auto", "python", "cli")
+    CALL_TIMEOUT = 600.0  # seconds one `python -m ais_bench` inference may take (it loads the model every time)
+
     def __init__(self, model, threads: int | None = None, device: int = 0, runner: str = "auto",
-                 ais_bench_python: str = "", input_names: list[str] | None = None,
+                 input_names: list[str] | None = None,
                  output_names: list[str] | None = None, aipp: dict[str, Any] | None = None,
                  dynamic: dict[str, str] | None = None, input_layouts: list[str | None] | None = None,
                  prepared_only: bool = False, command: str = "",
@@ -44,7 +53,10 @@ class AisBenchRunner(Runner):
         super().__init__(model, **options)
         self.device = int(device or 0)
         self.mode = runner or "auto"
-        self.python = ais_bench_python or os.environ.get(cann.AIS_BENCH_ENV) or "python3"
+        if self.mode not in self.MODES:
+            raise BadInput(f"runner {self.mode!r} is not one of {', '.join(self.MODES)}", file=model.path,
+                           stage="verify")
+        self.python = ais_bench_python()
         io = getattr(model, "io", None)
         self.input_names = list(input_names or [t.name for t in (io.inputs if io else ())])
         self.output_names = list(output_names or [t.name for t in (io.outputs if io else ())])
@@ -67,7 +79,7 @@ class AisBenchRunner(Runner):
                                    hint=f"on a host with CANN: {self.command or 'sh atc.sh'}")
         if not path.is_file():
             raise BadInput("no such .om file", file=path, stage="verify")
-        here, why = cann.can_run_here({"ais_bench_python": self.python if self.mode == "cli" else ""})
+        here, why = cann.can_run_here({"cli": self.mode == "cli"})
         if not here:
             raise ToolchainMissing(why.split(": the .om")[0] + ": the .om cannot run here", file=path, stage="verify",
                                    hint=cann.FIX_NPU)
@@ -86,7 +98,7 @@ class AisBenchRunner(Runner):
             self._tmp = tempfile.TemporaryDirectory(prefix="edgeconv-ais-")
         self.info = {
             "runtime": "ais_bench InferSession (in-process)" if self.mode == "python" else
-                       f"ais_bench CLI ({self.python} -m ais_bench, a process per inference)",
+                       f"ais_bench CLI ({self.python} -I -m ais_bench, a process per inference)",
             "device": f"npu:{self.device}" + (f" {self.soc_version}" if self.soc_version else ""),
             "host": "local",
             **({"latency_includes": "process start and model load on every call"} if self.mode == "cli" else {}),
@@ -161,16 +173,18 @@ class AisBenchRunner(Runner):
             f = base / f"in{self._calls}_{i}.npy"
             np.save(f, x)
             files.append(str(f))
-        argv = [self.python, "-m", "ais_bench", "--model", str(self.model.path), "--input", ",".join(files),
-                "--output", str(base), "--output_dirname", run, "--outfmt", "NPY", "--device", str(self.device),
-                "--loop", "1", "--warmup_count", "0"]
+        from .children import python_argv, run_child
+
+        args = ["--model", str(self.model.path), "--input", ",".join(files), "--output", str(base),
+                "--output_dirname", run, "--outfmt", "NPY", "--device", str(self.device), "--loop", "1",
+                "--warmup_count", "0"]
         if gear is not None:
             kind, value = gear
-            argv += {"batch": ["--dymBatch", value], "hw": ["--dymHW", value], "dims": ["--dymDims", value]}[kind]
-        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            tail = " | ".join(x.strip() for x in (proc.stderr + proc.stdout).strip().splitlines()[-4:])
-            raise ToolchainFailed(f"ais_bench failed (exit {proc.returncode}): {tail or 'no output'}", stage="verify")
+            args += {"batch": ["--dymBatch", value], "hw": ["--dymHW", value], "dims": ["--dymDims", value]}[kind]
+        done = run_child(python_argv(self.python, module="ais_bench", args=args), timeout=self.CALL_TIMEOUT,
+                         what="ais_bench")
+        if done.returncode != 0:
+            raise ToolchainFailed(f"ais_bench failed (exit {done.returncode}): {done.tail(4, 400)}", stage="verify")
         stem = Path(files[0]).stem
         out_dir = base / run
         outs = []
@@ -196,3 +210,8 @@ class AisBenchRunner(Runner):
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
+
+
+def ais_bench_python() -> str:
+    """The interpreter for ``runner=cli``, from this host only: ``$EDGECONV_AIS_BENCH_PYTHON``, else ``python3``."""
+    return os.environ.get(cann.AIS_BENCH_ENV) or shutil.which("python3") or "python3"
