@@ -78,10 +78,14 @@ def fleet(tmp_path_factory):
         bt.LoopBoard(server, "loop1")
         from ray.cluster_utils import Cluster
 
+        # Every node of this one machine gets a runtime-env folder of its own (on a real cluster each host has its
+        # own): sharing one, a node's agent re-extracting a job's working folder removed it under the job's driver.
         cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": True,
-                                                                 "dashboard_port": 0})
+                                                                 "dashboard_port": 0,
+                                                                 "runtime_env_dir_name": "runtime_resources_head"})
         board_node = cluster.add_node(num_cpus=1, resources={"board:loopkind": 1},
-                                      labels={"edgeconv/board.loop1": "loopkind"})
+                                      labels={"edgeconv/board.loop1": "loopkind"},
+                                      runtime_env_dir_name="runtime_resources_board")
         yield SimpleNamespace(cluster=cluster, address=cluster.address, board_node=board_node, server=server,
                               root=root, head_id=cluster.head_node.node_id)
     finally:
@@ -206,7 +210,7 @@ class RemoveNodeOnStart(Progress):
 
 
 def test_a_removed_node_has_its_cells_retried_elsewhere(fleet, folder):
-    victim = fleet.cluster.add_node(num_cpus=1)
+    victim = fleet.cluster.add_node(num_cpus=1, runtime_env_dir_name="runtime_resources_victim")
     spec = folder / "spec.yaml"
     spec.write_text("models:\n"
                     "  - {name: a, source: digits.onnx, data: digits_test.npz, calib: digits_calib.npz}\n"
@@ -277,8 +281,7 @@ def test_capacity_check_names_every_missing_board_and_toolchain():
 
 
 def test_fleet_join_advertises_boards_and_toolchains(fleet, tmp_path):
-    """Last in the module: the node it starts shares the cluster's session folder on this machine, and its exit
-    cleans that folder's runtime resources (a job's working folder) that the other nodes may still use."""
+    """Last in the module: the node it starts (plain `ray start`) uses the default runtime-env folder."""
     boards = tmp_path / "boards.toml"
     boards.write_text('[boards.rk1]\nurl = "ssh://rock@10.0.0.5"\nkind = "rk3588"\n'
                       '[boards.rk2]\nurl = "ssh://rock@10.0.0.6"\nkind = "rk3588"\n'
