@@ -79,7 +79,7 @@ def fleet(tmp_path_factory):
         from ray.cluster_utils import Cluster
 
         # Every node of this one machine gets a runtime-env folder of its own (on a real cluster each host has its
-        # own): sharing one, a node's agent re-extracting a job's working folder removed it under the job's driver.
+        # own): with one shared folder, the files of a job's working folder disappeared under the job's driver.
         cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": True,
                                                                  "dashboard_port": 0,
                                                                  "runtime_env_dir_name": "runtime_resources_head"})
