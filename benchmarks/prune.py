@@ -10,7 +10,7 @@
 For each model (ResNet-18 and MobileNetV2 from ``edgeconv.testing.refnets.build``, random weights, input
 1x3x224x224; the digits CNN with the shipped weights, ``refnets.digits_trained``, input 1x1x8x8):
 
-* ``edgeconv.prune.prune(module, ratio, example)`` (torch-pruning MetaPruner, GroupMagnitudeImportance,
+* ``edgeconv.builtins.torch_prune.prune(module, ratio, example)`` (torch-pruning MetaPruner, GroupMagnitudeImportance,
   output layers kept); digits also through the fine-tune callback ``refnets.finetune_digits``
   (8 epochs on the training split with distillation from the unpruned model; its wall time is reported);
 * both the unpruned and the pruned module converted by ``edgeconv.convert(..., "onnxruntime", fp32)``
@@ -101,7 +101,7 @@ def bench(name: str, ratio: float, rounds: int, work: Path, round_to: int | None
     import numpy as np
     import torch
 
-    from edgeconv.prune import prune
+    from edgeconv.builtins.torch_prune import prune
     from edgeconv.testing.refnets import build, digits_trained, finetune_digits
 
     if name == "digits":

@@ -158,17 +158,17 @@ def test_a_pruned_torch_source_is_pruned_once_for_every_candidate(tmp_path, monk
     fine-tune ran once per candidate before, and each candidate could see a differently tuned model)."""
     import torch
 
-    import edgeconv.prune
+    import edgeconv.builtins.torch_prune as prune_mod
     from edgeconv.testing.refnets import DigitsCNN
 
     calls = []
-    real = edgeconv.prune.prune
+    real = prune_mod.prune
 
     def counting(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(edgeconv.prune, "prune", counting)
+    monkeypatch.setattr(prune_mod, "prune", counting)
     torch.manual_seed(0)
     res = convert_auto((DigitsCNN().eval(), (torch.randn(1, 1, 8, 8),)), "onnxruntime", output=tmp_path / "o",
                        source_options={"prune": 0.3}, precisions=("fp32", "fp16"), fallback=False,

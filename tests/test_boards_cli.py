@@ -1,4 +1,4 @@
-"""``edgeconv boards add/list/check/remove`` (edgeconv.places.commands), through a Typer app built from its
+"""``edgeconv boards add/list/check/remove`` (edgeconv.cli.boards), through a Typer app built from its
 ``register(app)``, against the loopback board (tests/boards_testutil.py)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 sys.path.insert(0, str(Path(__file__).parent))
 import boards_testutil as bt  # noqa: E402
 from edgeconv.places import inventory as inv  # noqa: E402
-from edgeconv.places.commands import register  # noqa: E402
+from edgeconv.cli.boards import register  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +161,7 @@ def test_check_shows_a_board_in_use(cli, server):
 
 
 def test_the_commands_module_imports_no_ssh_library():
-    code = "import sys, edgeconv.places.commands; print('asyncssh' in sys.modules, 'cryptography' in sys.modules)"
+    code = "import sys, edgeconv.cli.boards; print('asyncssh' in sys.modules, 'cryptography' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
 

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import boards_testutil as bt  # noqa: E402
 from edgeconv.matrix import fleet as fleet_mod  # noqa: E402
 from edgeconv.matrix.cells import plan_cells  # noqa: E402
-from edgeconv.matrix.commands import register  # noqa: E402
+from edgeconv.cli.matrix import register  # noqa: E402
 from edgeconv.matrix.live import Progress  # noqa: E402
 from edgeconv.matrix.ray_backend import RayBackend  # noqa: E402
 from edgeconv.matrix.runner import run_matrix  # noqa: E402

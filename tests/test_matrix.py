@@ -2,7 +2,7 @@
 cell that does not stop the others, a worker that dies, Ctrl-C. The digits matrix compared across the local pool
 and Ray is in tests/test_fleet.py.
 
-The commands are driven through a Typer app built here with ``edgeconv.matrix.commands.register`` (the lead wires
+The commands are driven through a Typer app built here with ``edgeconv.cli.matrix.register`` (the lead wires
 them into the real CLI).
 """
 
@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from edgeconv.matrix import cells as cells_mod
 from edgeconv.matrix import index_html
-from edgeconv.matrix.commands import register
+from edgeconv.cli.matrix import register
 from edgeconv.matrix.live import Progress
 from edgeconv.matrix.local import LocalBackend
 from edgeconv.matrix.results import ResultsFile

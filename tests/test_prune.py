@@ -14,7 +14,7 @@ pytest.importorskip("torch_pruning")
 from torch import nn  # noqa: E402
 
 from edgeconv.errors import BadInput, ToolchainFailed, ToolchainMissing  # noqa: E402
-from edgeconv.prune import parse_ratio, prune  # noqa: E402
+from edgeconv.builtins.torch_prune import parse_ratio, prune  # noqa: E402
 from edgeconv.testing.refnets import build, digits_trained, finetune_digits  # noqa: E402
 
 

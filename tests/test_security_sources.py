@@ -438,7 +438,7 @@ def _all_nodes(path: Path):
 # -- class 15: framework noise stays out of the terminal -------------------------------------------------------
 def test_torch_log_records_go_to_the_debug_log_not_the_terminal():
     code = ("import logging, torch\n"
-            "from edgeconv.builtins.quiet_logs import to_debug_log\n"
+            "from edgeconv.quiet import to_debug_log\n"
             "got = []\n"
             "h = logging.Handler(); h.emit = lambda r: got.append(r.getMessage())\n"
             "log = logging.getLogger('edgeconv'); log.addHandler(h); log.setLevel(logging.DEBUG)\n"

@@ -43,8 +43,14 @@ def run(req: ConversionRequest, *, status: Callable[[str], None] | None = None, 
     return pipeline.run(req, status)
 
 
-def verify(source: Any, artifact: str | Path, **kwargs: Any) -> Result:
-    """Verify an existing artifact (an output folder or a model file) against its source."""
+def verify(source: Any, artifact: str | Path, *, places: list[str] | None = None, **kwargs: Any) -> Result:
+    """Verify an existing artifact (an output folder or a model file) against its source; ``place=`` runs it on a
+    board; ``places=[A, B, ...]`` verifies it at each place and compares the places side by side ("local" is this
+    host)."""
+    if places and len(places) > 1:
+        return artifacts.verify_places(source, artifact, list(places), **kwargs)
+    if places:
+        kwargs["place"] = artifacts._place(places[0])
     return artifacts.verify(source, artifact, **kwargs)
 
 

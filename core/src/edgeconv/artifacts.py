@@ -133,3 +133,61 @@ def _stored_vs_defaults(m: Model, opts: dict[str, Any], stored: dict[str, Any], 
         out["warnings"].append(f"the stored runner settings {stored} are {out['ratio_to_defaults']:.2f}x the runtime "
                                f"defaults' latency on this machine now (noise {out['noise']:.2f}x): run without them")
     return out
+
+
+LOCAL = ("local", "here", "host")  # --on local: this host (a simulator's place for a vendor target)
+
+
+def _place(name: str | None) -> str | None:
+    return None if name is None or name in LOCAL else name
+
+
+def verify_places(source: Any, artifact: str | Path, places: list[str], **kwargs: Any) -> Result:
+    """``edgeconv verify --on A --on B``: the artifact verified at each place, then the places compared with each
+    other on the same inputs (every output of each place against the first place's, by the metric table): a
+    simulator that disagrees with the board, or two boards that disagree, is found here. The result is the first
+    place's report with ``places`` (each place's verdict, fidelity, latency and runtime) and ``agreement``; its
+    exit code is the worst of the places and the agreement."""
+    results = [(p, verify(source, artifact, place=_place(p), **kwargs)) for p in places]
+    report = dict(results[0][1].report)
+    report["places"] = [{"place": p, "verdict": r.report["verdict"], "fidelity": r.report.get("fidelity"),
+                         "accuracy": r.report.get("accuracy"), "latency_ms": r.report.get("latency_ms"),
+                         "runtime": (r.report.get("runtime") or {}).get("artifact")} for p, r in results]
+    report["agreement"] = _agreement(artifact, places, kwargs)
+    code = max(r.exit_code for _p, r in results)
+    if any(not a["pass"] for a in report["agreement"]):
+        code = max(code, 1)
+        report["verdict"] = {**report["verdict"], "status": "fail", "exit_code": code,
+                             "reason": next(a["reason"] for a in report["agreement"] if not a["pass"])}
+    return Result(report, results[0][1].artifact, code)
+
+
+def _agreement(artifact: str | Path, places: list[str], kwargs: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each place's outputs against the first place's, on the same verification samples."""
+    import numpy as np
+
+    from .model import IOContract
+    from .verify.fidelity import adapt_inputs
+    from .verify.metrics import compare, thresholds_for
+
+    art, record = open_artifact(artifact)
+    src_io = IOContract.from_dict(record["source_io"]) if record and record.get("source_io") else art.io
+    ds = load_dataset(kwargs.get("data"), src_io, what="--data", seed=kwargs.get("seed", 0),
+                      limit=kwargs.get("verify_samples"))
+    opts = dict((record or {}).get("runner_options") or {})
+    outs: dict[str, dict[str, list[Any]]] = {}
+    for p in places:
+        with make_runner(art, place=_place(p), threads=kwargs.get("threads"), **opts) as runner:
+            for feed, _ in ds.feeds(src_io):
+                for k, v in runner.run(adapt_inputs(feed, src_io, art.io)).items():
+                    outs.setdefault(p, {}).setdefault(k, []).append(np.asarray(v))
+    limits = thresholds_for((record or {}).get("precision", "fp32"), kwargs.get("thresholds"))
+    first = places[0]
+    rows = []
+    for p in places[1:]:
+        per_output = [compare(name, np.concatenate(outs[first][name]), np.concatenate(outs[p].get(name, [])), limits)
+                      for name in outs[first]]
+        failed = [f"{o['name']}: {'; '.join(o['failures'])}" for o in per_output if not o["pass"]]
+        rows.append({"places": [first, p], "outputs": per_output, "pass": not failed,
+                     "reason": f"{p} disagrees with {first}: {failed[0]}" if failed else None})
+    return rows

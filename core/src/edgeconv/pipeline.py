@@ -77,7 +77,7 @@ def plan(req: ConversionRequest, precision: str | None = None) -> Plan:
 # -- prepare: import, route, generic passes, pre-check (once per source and target) ---------------------------------
 @dataclass
 class Prepared:
-    source: Model  # as imported: what verification compares the artifact with
+    source: Model  # what verification compares the artifact with: as imported, or after a reference pass (pruning)
     model: Model  # in the form the target receives, generic passes done, pre-checked
     forms: list[str]
     passes: list[dict[str, Any]]
@@ -109,23 +109,29 @@ def prepare(p: Plan, scratch: Path, timings: dict[str, float], status: Status = 
     passes: list[dict[str, Any]] = []
     current = source
 
+    reference = source
+
     def generic(model: Model) -> Model:
+        nonlocal reference
         for gp in optimizing.generic_passes(model.form, req.skip_passes):
             model, record = run_stage("optimize", lambda gp=gp, m=model: optimizing.apply(gp, m, job, where), timings)
-            passes.append(record)
+            if record is not None:
+                passes.append(record)
+                if gp.reference:  # it changes the function on purpose (pruning): verify against its output
+                    reference = model
         return model
 
     for cp in route:  # a form's generic passes run before the model leaves it (pruning on the torch form)
         current = generic(current)
         current, record = run_stage("convert", lambda cp=cp, m=current: optimizing.apply(cp, m, job, where), timings)
-        passes.append(record)
+        passes.append(record or {"name": cp.name, "kind": cp.kind, "form": cp.form})
     status("pre-check")
     run_stage("precheck", lambda: optimizing.precheck(current, p.target, job, where), timings)
     current = generic(current)
     path = source_path(req.source) if isinstance(req.source, (str, Path)) else None
     sha = sha256_path(path) if path is not None and path.exists() else None
     forms = [source.form] + [cp.to_form for cp in route]
-    return Prepared(source, current, forms, passes, job, where, sha, reporting.source_size(path, source))
+    return Prepared(reference, current, forms, passes, job, where, sha, reporting.source_size(path, source))
 
 
 # -- build: precision passes and export, into a folder ---------------------------------------------------------------
@@ -147,7 +153,8 @@ def build(prepared: Prepared, p: Plan, workdir: Path, timings: dict[str, float],
         model = current
         for pp in optimizing.precision_passes(p.target, p.precision):
             model, record = optimizing.apply(pp, model, job, prepared.where)
-            passes.append(record)
+            if record is not None:
+                passes.append(record)
         return model
 
     current = run_stage("optimize", optimize, timings)

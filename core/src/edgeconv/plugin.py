@@ -34,7 +34,8 @@ What is here, by the job it serves:
 - precision honesty: ``precision_share`` (the share of nodes and MACs at a precision, subgraphs included),
   ``share_failure`` (the verdict rule on it), ``mixed_range_concats`` (outputs that concatenate ranges far apart);
 - small helpers: ``did_you_mean``, ``keep_float_option``, ``brief``, ``format_shape``, ``guess_layout``,
-  ``quiet_tensorflow``, ``quiet_onnxruntime``.
+  ``quiet_tensorflow``, ``quiet_onnxruntime``, ``to_debug_log`` (framework log records and warnings to the
+  debug log while a model loads or exports).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ from .onnx_tools import (
 from .onnx_tools import graphs as onnx_graphs
 from .onnx_tools import read as read_onnx
 from .onnx_tools import save as save_onnx
-from .quiet import quiet_onnxruntime, quiet_tensorflow
+from .quiet import quiet_onnxruntime, quiet_tensorflow, to_debug_log
 from .records import (
     Artifact,
     Comparator,
@@ -75,6 +76,7 @@ from .records import (
     keep_float_option,
 )
 from .sensitivity import mixed_range_concats, precision_share, share_failure
+from .request import check_ratio
 from .toolchain import MoveAside, OptionalImport, Toolchain, ToolchainEnv
 from .toolchain import resolve as resolve_toolchain
 from .verify.fidelity import check_models
@@ -116,6 +118,7 @@ __all__ = [
     "Worker",
     "brief",
     "check_models",
+    "check_ratio",
     "child_env",
     "did_you_mean",
     "float_inputs",
@@ -141,5 +144,6 @@ __all__ = [
     "resolve_toolchain",
     "run_child",
     "save_onnx",
+    "to_debug_log",
     "share_failure",
 ]

@@ -1,9 +1,22 @@
-"""Quiet imports of noisy frameworks: their start-up lines would break edgeconv's one-line errors."""
+"""Framework noise goes to edgeconv's debug log, not the user's terminal: one-line errors stay one line.
+
+- ``quiet_tensorflow`` / ``quiet_onnxruntime``: imports and C++ loggers without their start-up lines;
+- ``to_debug_log(*families)``: while a model loads or exports, the log records of the named logger families (torch
+  installs its own stderr handlers on ``torch`` and ~40 ``torch.*`` loggers; TensorFlow on ``tensorflow``; tf2onnx
+  and absl log through the root logger) and every Python warning are re-emitted at DEBUG on the ``edgeconv``
+  logger;
+- ``route_library_logs``: the CLI's choice, once per run: with ``--debug`` everything to stderr, else to the debug
+  log file. With ``EDGECONV_DEBUG`` set nothing is redirected: the user sees the frameworks' own output.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import sys
+import warnings
+from collections.abc import Iterator
 
 
 def quiet_tensorflow() -> None:
@@ -69,3 +82,43 @@ def route_library_logs(debug: bool) -> None:
     root.setLevel(logging.INFO)
     logging.captureWarnings(True)
     warnings.simplefilter("default")
+
+
+_LOG = logging.getLogger("edgeconv")
+
+
+class _Forward(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            _LOG.debug("%s: %s", record.name, record.getMessage())
+        except Exception:  # a record whose message cannot be formatted is dropped, never raised
+            pass
+
+
+@contextlib.contextmanager
+def to_debug_log(*families: str) -> Iterator[None]:
+    """Send the log records of ``families`` (``"torch"``: ``torch`` and ``torch.*``) and all warnings to the debug log."""
+    if os.environ.get("EDGECONV_DEBUG"):
+        yield
+        return
+    forward = _Forward()
+    saved: list[tuple[logging.Logger, list[logging.Handler], bool]] = []
+    loggers = [logging.getLogger(f) for f in families]
+    loggers += [lg for name, lg in list(logging.root.manager.loggerDict.items())
+                if isinstance(lg, logging.Logger) and lg.handlers and name.startswith(tuple(f + "." for f in families))]
+    for lg in loggers:
+        saved.append((lg, lg.handlers[:], lg.propagate))
+        lg.handlers = [forward]
+        lg.propagate = False
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                yield
+            finally:
+                for w in caught:
+                    _LOG.debug("%s: %s", w.category.__name__, w.message)
+    finally:
+        for lg, handlers, propagate in saved:
+            lg.handlers = handlers
+            lg.propagate = propagate

@@ -234,7 +234,8 @@ class Importer:
 
 @dataclass
 class Pass:
-    """Transforms a ``Model``: ``run(model, job) -> (Model, info dict)``.
+    """Transforms a ``Model``: ``run(model, job) -> (Model, info dict)``; ``info`` None: the pass had nothing to do
+    (no report entry).
 
     ``kind`` is ``"generic"`` (run for every target that takes the form, e.g. simplify),
     ``"precision"`` (run when a target names it in ``precision_passes``) or ``"convert"``
@@ -248,6 +249,9 @@ class Pass:
     to_form: str | None = None
     description: str = ""
     requirements: tuple[Requirement, ...] = ()
+    # True: the pass changes what the model computes on purpose (pruning); the artifact is then verified against
+    # the pass's output, not the model as imported, and the report's source says so (source.meta).
+    reference: bool = False
     plugin: str = ""
 
 

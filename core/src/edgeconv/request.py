@@ -47,6 +47,19 @@ def check_int(name: str, value: Any, low: int, high: int | None = None, *, optio
     return value
 
 
+def check_ratio(value: Any) -> float:
+    """A channel ratio in (0, 1): ``0.3`` or ``"30%"`` (``--prune``); anything else is a one-line ``BadInput``."""
+    text = str(value).strip()
+    try:
+        ratio = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise BadInput(f"--prune {value!r} is not a number (give a channel ratio such as 0.3)", stage="prune") from None
+    if not 0.0 < ratio < 1.0:
+        raise BadInput(f"--prune {value!r} must be a channel ratio between 0 and 1 (exclusive), e.g. 0.3",
+                       stage="prune")
+    return ratio
+
+
 def profiles(input_shapes: Any) -> dict[str, list[tuple[int, ...]]]:
     """``--input-shape`` values (``["x:1,3,224,224"]``) or a dict ``{name: shape or [min, opt, max]}`` as
     per-input shape lists (one shape, or a min/opt/max profile), checked for size."""
@@ -142,6 +155,8 @@ class ConversionRequest:
         kw["input_shapes"] = _frozen(profiles(kw.get("input_shapes")))
         for key in ("options", "thresholds", "source_options", "task_options", "state"):
             kw[key] = _frozen(kw.get(key))
+        if kw["source_options"].get("prune") is not None:  # checked before any work
+            kw["source_options"] = _frozen({**kw["source_options"], "prune": check_ratio(kw["source_options"]["prune"])})
         if kw.get("budgets") is None:
             kw["budgets"] = Budgets()
         if kw.get("output") is not None:

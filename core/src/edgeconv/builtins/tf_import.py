@@ -8,7 +8,7 @@ A SavedModel's graphs run while it loads (resource initializers) and converts (t
 ``saved_model.pb`` is parsed first and every op of every graph and function is checked against an
 allow-list (:mod:`.savedmodel_scan`: no file, print, Python or custom ops; checkpoint ops only at the
 loader's own ``variables/`` prefix); anything else is refused unless ``--trust-code``. TensorFlow's,
-absl's, Keras' and tf2onnx's log records and warnings go to the debug log (:mod:`.quiet_logs`).
+absl's, Keras' and tf2onnx's log records and warnings go to the debug log (``edgeconv.plugin.to_debug_log``).
 
 Routes to ONNX (``tf.to_onnx``), as they work with tf2onnx 1.17 / TF 2.21 / Keras 3:
 
@@ -43,7 +43,7 @@ from edgeconv.plugin import (
 )
 
 from .pickle_scan import Refused
-from .quiet_logs import to_debug_log
+from edgeconv.plugin import to_debug_log
 from .savedmodel_scan import check_saved_model
 
 SIGNATURE = "serving_default"

@@ -16,6 +16,9 @@ def register_importers(register):
 
 @hookimpl
 def register_passes(register):
+    register(Pass(name="torch.prune", form="torch", run="edgeconv.builtins.torch_prune:prune_pass", reference=True,
+                  requirements=(TORCH,), description="--prune: structured channel pruning (torch-pruning), and the "
+                  "fine-tune callback; the artifact is verified against the pruned module"))
     register(Pass(name="torch.to_onnx", form="torch", kind="convert", to_form="onnx",
                   run="edgeconv.builtins.torch_import:to_onnx", requirements=(TORCH,),
                   description="torch.onnx.export (TorchScript exporter, dynamo as fallback or for ExportedPrograms)"))

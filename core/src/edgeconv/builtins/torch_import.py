@@ -26,7 +26,7 @@ here, e.g. ResNet-18 0.9 s vs 6-11 s), falling back to dynamo (opset 20) when it
 models under 1.8 GB.
 
 torch's log records and warnings (it logs a traceback when a ``.pt2`` is not in the current layout) go
-to the debug log, not the terminal (:mod:`.quiet_logs`).
+to the debug log, not the terminal (``edgeconv.plugin.to_debug_log``).
 
 Pruning (``--prune``, ``edgeconv.prune``): the source options ``prune`` (channel ratio),
 ``finetune`` (a callable given the pruned module), ``prune_data`` (labelled data: accuracy
@@ -50,7 +50,7 @@ from edgeconv.plugin import BadInput, IOContract, Model, Runner, TensorSpec, Too
 
 from .pickle_scan import Refused
 from .pt2_scan import check_pt2
-from .quiet_logs import to_debug_log
+from edgeconv.plugin import to_debug_log
 from .torchscript_scan import check_torchscript, is_torchscript
 
 SUFFIXES = (".pt2", ".pt", ".jit", ".pth", ".torchscript")
@@ -91,9 +91,6 @@ def load(source: Any, *, input_shapes: dict[str, tuple[int, ...]] | None = None,
         kind = "exported" if isinstance(module, torch.export.ExportedProgram) else "module"
     where = str(path or source if isinstance(source, (str, Path)) else f"<{type(source).__name__}>")
     names, example = _inputs(example, input_shapes, opts, where)
-    pruning = None
-    if opts.get("prune") is not None:
-        module, pruning = _prune(module, kind, example, names, opts, where)
     try:
         with to_debug_log("torch"):
             runnable = module.module() if kind == "exported" else module
@@ -119,39 +116,8 @@ def load(source: Any, *, input_shapes: dict[str, tuple[int, ...]] | None = None,
     io = IOContract(tuple(TensorSpec(t.name, t.shape, t.dtype, guess_layout(t.shape)) for t in io.inputs), io.outputs)
     meta = {"kind": kind, "torch": torch.__version__, "parameters": int(sum(p.numel() for p in runnable.parameters()))
             if hasattr(runnable, "parameters") else None}
-    if pruning is not None:
-        meta["prune"] = pruning
     return Model(form="torch", io=io, path=path, obj={"module": module, "runnable": runnable, "example": example,
                                                      "kind": kind}, meta=meta)
-
-
-def _prune(module: Any, kind: str, example: tuple, names: list[str], opts: dict, where: str) -> tuple[Any, dict]:
-    """Source options ``prune`` (channel ratio), ``finetune`` (callable), ``prune_data`` (labelled
-    ``--data`` for accuracy before/after), ``prune_ignore`` (module names), ``prune_round_to``."""
-    from edgeconv.plugin import EdgeconvError
-
-    from ..prune import parse_ratio, prune  # TODO(redesign): pruning becomes a pass on the torch form
-
-    ratio = parse_ratio(opts["prune"])
-    if kind not in ("module", "factory"):
-        raise BadInput(f"--prune needs an nn.Module (a factory file.py:fn or a module in the Python API); a {kind} "
-                       "source has no channels left to edit", file=where, stage="prune")
-    data = opts.get("prune_data")
-    if data is not None and not isinstance(data, (tuple, list)) and not hasattr(data, "arrays"):
-        from edgeconv.plugin import load_dataset
-
-        io = IOContract(tuple(TensorSpec(n, tuple(x.shape), str(x.dtype).replace("torch.", ""))
-                              for n, x in zip(names, example, strict=True)), ())
-        data = load_dataset(data, io, what="--data")
-        if data.labels is None:
-            data = None  # fidelity-only data: no accuracy before/after
-    try:
-        res = prune(module, ratio, example, finetune=opts.get("finetune"), data=data,
-                    ignored_layers=tuple(opts.get("prune_ignore") or ()), round_to=opts.get("prune_round_to"))
-    except EdgeconvError as exc:
-        exc.file = exc.file or where
-        raise
-    return res.module, res.report
 
 
 def _flatten(out: Any) -> list[Any]:

@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import BadInput, ToolchainFailed, ToolchainMissing
+from edgeconv.plugin import BadInput, Model, ToolchainFailed, ToolchainMissing, check_ratio
 
 HINT = 'pip install "edgeconv[torch]" (or: pip install torch-pruning==1.6.1)'
 
@@ -45,17 +45,7 @@ class PruneResult:
     report: dict[str, Any] = field(default_factory=dict)
 
 
-def parse_ratio(value: Any) -> float:
-    """A channel ratio in (0, 1): ``0.3`` or ``"30%"``; anything else is a one-line ``BadInput``."""
-    text = str(value).strip()
-    try:
-        ratio = float(text[:-1]) / 100 if text.endswith("%") else float(text)
-    except ValueError:
-        raise BadInput(f"--prune {value!r} is not a number (give a channel ratio such as 0.3)", stage="prune") from None
-    if not 0.0 < ratio < 1.0:
-        raise BadInput(f"--prune {value!r} must be a channel ratio between 0 and 1 (exclusive), e.g. 0.3",
-                       stage="prune")
-    return ratio
+parse_ratio = check_ratio  # the core checks --prune before any work (edgeconv.request)
 
 
 def prune(
@@ -311,3 +301,52 @@ def _version() -> str | None:
         return version("torch-pruning")
     except PackageNotFoundError:
         return None
+
+
+# -- the pass: --prune on the torch form ---------------------------------------------------------------------------------
+def prune_pass(model: Model, job: Any) -> tuple[Model, dict[str, Any] | None]:
+    """``torch.prune`` (a generic pass on the torch form, before the model leaves it): with the source option
+    ``prune`` (``--prune RATIO``) the module is pruned (and fine-tuned with ``finetune``) once; without it the pass
+    does nothing (no report entry). The pruned module is what the artifact is verified against (``reference``)."""
+    opts = getattr(job, "source_options", {}) or {}
+    if opts.get("prune") is None:
+        return model, None
+    obj = model.obj
+    where = str(model.path or model.meta.get("source_path") or "<nn.Module>")
+    module, report = _prune_module(obj["module"], obj["kind"], tuple(obj["example"]),
+                                   [t.name for t in model.io.inputs], opts, where)
+    module.eval()
+    meta = {**model.meta, "prune": report,
+            "parameters": int(sum(p.numel() for p in module.parameters()))}
+    pruned = Model(form="torch", io=model.io, path=model.path, obj={**obj, "module": module, "runnable": module},
+                   meta=meta)
+    return pruned, {"ratio": report["ratio"], "parameters": report["parameters"], "weights_bytes": report["weights_bytes"],
+                    **({"accuracy": report["accuracy"]} if report.get("accuracy") else {}),
+                    "finetuned": bool(report.get("finetune"))}
+
+
+def _prune_module(module: Any, kind: str, example: tuple, names: list[str], opts: dict, where: str) -> tuple[Any, dict]:
+    """Source options ``prune`` (channel ratio), ``finetune`` (callable), ``prune_data`` (labelled
+    ``--data`` for accuracy before/after), ``prune_ignore`` (module names), ``prune_round_to``."""
+    from edgeconv.plugin import EdgeconvError, IOContract, TensorSpec
+
+    ratio = parse_ratio(opts["prune"])
+    if kind not in ("module", "factory"):
+        raise BadInput(f"--prune needs an nn.Module (a factory file.py:fn or a module in the Python API); a {kind} "
+                       "source has no channels left to edit", file=where, stage="prune")
+    data = opts.get("prune_data")
+    if data is not None and not isinstance(data, (tuple, list)) and not hasattr(data, "arrays"):
+        from edgeconv.plugin import load_dataset
+
+        io = IOContract(tuple(TensorSpec(n, tuple(x.shape), str(x.dtype).replace("torch.", ""))
+                              for n, x in zip(names, example, strict=True)), ())
+        data = load_dataset(data, io, what="--data")
+        if data.labels is None:
+            data = None  # fidelity-only data: no accuracy before/after
+    try:
+        res = prune(module, ratio, example, finetune=opts.get("finetune"), data=data,
+                    ignored_layers=tuple(opts.get("prune_ignore") or ()), round_to=opts.get("prune_round_to"))
+    except EdgeconvError as exc:
+        exc.file = exc.file or where
+        raise
+    return res.module, res.report

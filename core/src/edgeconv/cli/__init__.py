@@ -21,9 +21,7 @@ from .._version import __version__
 from ..errors import EXIT_FAILED, EXIT_TOOLCHAIN
 from .common import STATE, echo_err, error
 
-COMMAND_MODULES = ("convert", "verify", "inspect", "info", "demo", "toolchain")
-# Core features whose commands live with their package (they are layers of their own, not plugins).
-FEATURE_COMMANDS = ("edgeconv.places.commands", "edgeconv.matrix.commands")
+COMMAND_MODULES = ("convert", "verify", "inspect", "info", "demo", "toolchain", "boards", "matrix")
 
 
 def _version(value: bool) -> None:
@@ -38,20 +36,6 @@ def _main(
 ) -> None:
     if debug:
         STATE["debug"] = True
-
-
-def _register_features(app: typer.Typer) -> None:
-    """The commands of the core's own packages (boards, the matrix and the fleet), when they are present."""
-    import importlib
-
-    for name in FEATURE_COMMANDS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name and name.startswith(exc.name):
-                continue  # the package is not part of this build
-            raise
-        module.register(app)
 
 
 def _plugin_commands(app: typer.Typer) -> None:
@@ -84,7 +68,6 @@ def make_app() -> typer.Typer:
     app.callback()(_main)
     for name in COMMAND_MODULES:
         importlib.import_module(f"{__name__}.{name}").register(app)
-    _register_features(app)
     _plugin_commands(app)
     return app
 
@@ -107,11 +90,25 @@ def main(argv: list[str] | None = None) -> None:
     except (Exception, SystemExit) as exc:  # never a traceback for a broken environment
         error(f"could not start: {type(exc).__name__}: {exc}")
         sys.exit(EXIT_TOOLCHAIN)
+    sys.exit(_run(app, argv))
+
+
+def _run(app: typer.Typer, argv: list[str] | None) -> int:
+    """Run the app; a usage error (an unknown option, a missing argument, a value of the wrong type) is one line
+    with exit 2, like every other error of edgeconv."""
+    from typer.exceptions import TyperException
+    from typer.main import get_command
+
     try:
-        app(args=argv, prog_name="edgeconv")
+        code = get_command(app).main(args=argv, prog_name="edgeconv", standalone_mode=False)
     except KeyboardInterrupt:
         error("interrupted; no output was written")
-        sys.exit(130)
+        return 130
+    except TyperException as exc:  # click's usage errors (typer vendors click)
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        error(f"{message} (see edgeconv --help)")
+        return int(getattr(exc, "exit_code", 2) or 2)
+    return code if isinstance(code, int) else 0
 
 
 __all__ = ["EXIT_FAILED", "main", "make_app"]

@@ -52,8 +52,9 @@ def _traceback() -> None:
 
 
 @contextlib.contextmanager
-def guard() -> Iterator[None]:
-    """One-line errors with the documented exit code; a traceback (the cause's too) only with --debug."""
+def guard(interrupted: str = "; no output was written") -> Iterator[None]:
+    """One-line errors with the documented exit code; a traceback (the cause's too) only with --debug.
+    ``interrupted``: what the line says after "interrupted" on Ctrl-C."""
     try:
         yield
     except (typer.Exit, typer.Abort):
@@ -63,11 +64,11 @@ def guard() -> Iterator[None]:
         error(exc.one_line())
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
-        error("interrupted; no output was written")
+        error(f"interrupted{interrupted}")
         raise typer.Exit(130) from None
     except Exception as exc:
         if STATE["terminated"]:  # SIGTERM landed inside a C extension (e.g. during an import)
-            error("interrupted; no output was written")
+            error(f"interrupted{interrupted}")
             raise typer.Exit(130) from None
         _traceback()
         text = " ".join(str(exc).split())[:300]
@@ -135,11 +136,11 @@ SOURCE = (
     Opt("input_shape", Annotated[Optional[list[str]], _o("--input-shape", help="Pin an input's dynamic axes: NAME:1,3,224,224 (repeatable; NAME:AxBxC,... gives min,opt,max).")]),
     Opt("source_form", Annotated[Optional[str], _o("--from", help="Source format when the suffix does not tell.")]),
     Opt("weights", Annotated[Optional[Path], _o("--weights", help="PyTorch factory sources: a state_dict (.safetensors, or .pt/.pth read with weights_only=True).")]),
-    Opt("trust_pickle", Annotated[bool, _o("--trust-pickle", help="Allow loading a pickled PyTorch model or a .pt2 that needs unrestricted unpickling (runs code from the file; docs/security.md).")], False),
-    Opt("trust_code", Annotated[bool, _o("--trust-code", help="Allow model files that carry code: Keras Lambda layers, TorchScript and SavedModel operations outside the allow-list (docs/security.md).")], False),
+    Opt("trust_pickle", Annotated[bool, _o("--trust-pickle", help="Allow unpickling beyond weights-only data: a pickled PyTorch model, .pt2 payloads (runs code from the file; docs/security.md).")], False),
+    Opt("trust_code", Annotated[bool, _o("--trust-code", help="Load a model whose code edgeconv cannot check: Keras Lambda layers, TorchScript, SavedModel ops or .pt2 graph code outside the allow-lists, compiled code (runs code from the file; docs/security.md).")], False),
     Opt("dynamic", Annotated[Optional[list[str]], _o("--dynamic", help="Name a dynamic batch axis for framework sources, e.g. --dynamic batch.")]),
     Opt("exporter", Annotated[Optional[str], _o("--exporter", help="PyTorch -> ONNX exporter: torchscript or dynamo (default: by rule, see docs).")]),
-    Opt("opset", Annotated[Optional[int], _o("--opset", help="ONNX opset for framework sources.", min=7, max=30)]),
+    Opt("opset", Annotated[Optional[int], _o("--opset", help="ONNX opset for framework sources.")]),
 )
 DATA = (
     Opt("data", Annotated[Optional[Path], _o("--data", help="Verification data: .npz keyed by input name (+ 'labels'), .npy or an image folder. Default: drawn from --calib, else generated from the IO contract.")]),
@@ -149,11 +150,11 @@ CHECKS = (
     Opt("task", Annotated[Optional[str], _o("--task", help="A task check that also decides: classification, detection, ctc, segmentation (edgeconv inspect suggests one).")]),
     Opt("state", Annotated[Optional[list[str]], _o("--state", help="A streaming model's carried state: INPUT:OUTPUT (repeatable); --data then has a time axis.")]),
     Opt("label_output", Annotated[Optional[str], _o("--label-output", help="Output holding class scores for accuracy (default: the first).")]),
-    Opt("verify_samples", Annotated[Optional[int], _o("--verify-samples", help="Verify on at most N samples (for slow simulators).", min=1)]),
-    Opt("threads", Annotated[Optional[int], _o("--threads", help="Runtime threads for verification and latency.", min=1, max=1024)]),
-    Opt("runs", Annotated[int, _o("--runs", help="Timed inferences after warm-up.", min=1, max=1_000_000)], 50),
-    Opt("seed", Annotated[int, _o("--seed", help="Seed for generated data.", min=0, max=2**32 - 1)], 0),
-    Opt("on", Annotated[Optional[str], _o("--on", help="Run the artifact on this board (edgeconv boards list; docs/boards.md).")]),
+    Opt("verify_samples", Annotated[Optional[int], _o("--verify-samples", help="Verify on at most N samples (for slow simulators).")]),
+    Opt("threads", Annotated[Optional[int], _o("--threads", help="Runtime threads for verification and latency.")]),
+    Opt("runs", Annotated[int, _o("--runs", help="Timed inferences after warm-up.")], 50),
+    Opt("seed", Annotated[int, _o("--seed", help="Seed for generated data.")], 0),
+    Opt("on", Annotated[Optional[list[str]], _o("--on", metavar="BOARD", help="Run the artifact on this board (edgeconv boards list; docs/boards.md); verify: repeat it to compare places side by side ('local' is this host).")]),
 )
 BUDGETS = (
     Opt("max_size", Annotated[Optional[str], _o("--max-size", help="Budget: artifact size, e.g. 25MB.")]),
@@ -179,6 +180,10 @@ def pairs(values: list[str] | None, what: str, sep: str = "=") -> dict[str, str]
 def source_options(opts: dict[str, Any]) -> dict[str, Any]:
     if opts.get("exporter") not in (None, "dynamo", "torchscript"):
         raise BadInput(f"--exporter {opts['exporter']!r} must be dynamo or torchscript", stage="options")
+    if opts.get("opset") is not None:
+        from ..request import check_int
+
+        check_int("--opset", opts["opset"], 7, 30)
     keys = ("weights", "trust_pickle", "trust_code", "dynamic", "exporter", "opset")
     return {k: opts[k] for k in keys if opts.get(k)}
 
@@ -195,7 +200,15 @@ def check_options(opts: dict[str, Any]) -> dict[str, Any]:
     return {"thresholds": thresholds(opts.get("threshold")), "task": opts.get("task"),
             "state": pairs(opts.get("state"), "--state", ":"), "label_output": opts.get("label_output"),
             "verify_samples": opts.get("verify_samples"), "threads": opts.get("threads"), "runs": opts["runs"],
-            "seed": opts["seed"], "place": opts.get("on")}
+            "seed": opts["seed"], "place": _one_place(opts.get("on"))}
+
+
+def _one_place(on: list[str] | None) -> str | None:
+    if not on:
+        return None
+    if len(on) > 1:
+        raise BadInput("--on names one board here (edgeconv verify takes several to compare them)", stage="options")
+    return None if on[0] in ("local", "here", "host") else on[0]
 
 
 def budgets(opts: dict[str, Any]):

@@ -45,7 +45,7 @@ CONVERT = (
     ("layout", Annotated[Optional[str], typer.Option("--layout", help="Image layout NCHW or NHWC (default: from the model).")], None),
     # pruning (PyTorch sources)
     ("prune", Annotated[Optional[str], typer.Option("--prune", help="PyTorch sources: remove this share of every prunable layer's channels (torch-pruning, e.g. 0.3) before converting; the report's source.meta.prune compares before/after.")], None),
-    ("prune_round_to", Annotated[Optional[int], typer.Option("--prune-round-to", help="With --prune: keep every pruned layer's channel count a multiple of this (e.g. 8).", min=1)], None),
+    ("prune_round_to", Annotated[Optional[int], typer.Option("--prune-round-to", help="With --prune: keep every pruned layer's channel count a multiple of this (e.g. 8).")], None),
 )
 
 
@@ -73,7 +73,10 @@ def _prune_options(model: str, opts: dict[str, Any]) -> dict[str, Any]:
         if opts["prune_round_to"] is not None:
             raise BadInput("--prune-round-to goes with --prune RATIO", stage="options")
         return {}
-    from ..prune import parse_ratio
+    if opts["prune_round_to"] is not None and opts["prune_round_to"] < 1:
+        raise BadInput(f"--prune-round-to {opts['prune_round_to']} must be a positive channel multiple, e.g. 8",
+                       stage="options")
+    from ..request import check_ratio as parse_ratio
     from ..stages.importing import pick_importer
 
     if pick_importer(model, opts["source_form"]).form != "torch":

@@ -40,19 +40,22 @@ def register(app: typer.Typer) -> None:
 
             inputs = tuple(p for p in (source_path(source), artifact) if p is not None)
             check_report_path(opts["report_html"], opts["force"], inputs)
+            places = list(opts.get("on") or [])
+            if len(places) > 1:
+                opts = {**opts, "on": None}
             result = run_verify(source, artifact, data=opts["data"], precision=opts["precision"],
                                 input_shapes=opts["input_shape"], budgets=budgets(opts),
                                 source_form=opts["source_form"], source_options=source_options(opts),
-                                **check_options(opts))
+                                **check_options(opts), **({"places": places} if len(places) > 1 else {}))
         write_report(opts["report_html"], result.report, opts["force"], inputs)
         emit(result, opts["as_json"])
 
     @app.command()
     def bench(
         model: Annotated[str, typer.Argument(help="A model file or an edgeconv output folder.")],
-        runs: Annotated[int, typer.Option("--runs", help="Timed inferences after warm-up.", min=1, max=1_000_000)] = 100,
-        warmup: Annotated[int, typer.Option("--warmup", help="Inferences before timing.", min=0, max=100_000)] = 10,
-        threads: Annotated[Optional[int], typer.Option("--threads", help="Runtime threads.", min=1, max=1024)] = None,
+        runs: Annotated[int, typer.Option("--runs", help="Timed inferences after warm-up.")] = 100,
+        warmup: Annotated[int, typer.Option("--warmup", help="Inferences before timing.")] = 10,
+        threads: Annotated[Optional[int], typer.Option("--threads", help="Runtime threads.")] = None,
         input_shape: Annotated[Optional[list[str]], typer.Option("--input-shape", help="Pin an input's dynamic axes: NAME:1,3,224,224.")] = None,
         data: Annotated[Optional[Path], typer.Option("--data", help="A sample to time (.npz keyed by input name).")] = None,
         on: Annotated[Optional[str], typer.Option("--on", help="Run it on this board (docs/boards.md).")] = None,

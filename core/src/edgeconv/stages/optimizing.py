@@ -17,8 +17,9 @@ from ..plugins import registry
 from ..records import Job, Pass, Target, load_ref
 
 
-def apply(p: Pass, model: Model, job: Job, where: str) -> tuple[Model, dict[str, Any]]:
-    """Run one pass; returns the new model and its record for the report (name, kind, form, its info)."""
+def apply(p: Pass, model: Model, job: Job, where: str) -> tuple[Model, dict[str, Any] | None]:
+    """Run one pass; returns the new model and its record for the report (name, kind, form, its info), or None when
+    the pass had nothing to do (it returned ``info`` None)."""
     miss = [r for r in p.requirements if not r.satisfied()]
     if miss:
         raise ToolchainMissing(f"pass {p.name} needs {miss[0].what}", stage="optimize", hint=miss[0].hint)
@@ -35,7 +36,9 @@ def apply(p: Pass, model: Model, job: Job, where: str) -> tuple[Model, dict[str,
         text = " ".join(str(exc).split())[:300] or type(exc).__name__
         raise ToolchainFailed(f"pass {p.name} failed: {type(exc).__name__}: {text}", file=where,
                               stage="optimize") from exc
-    return out, {"name": p.name, "kind": p.kind, "form": p.form, **(info or {})}
+    if info is None:
+        return out, None
+    return out, {"name": p.name, "kind": p.kind, "form": p.form, **info}
 
 
 def generic_passes(form: str, skip: tuple[str, ...] = ()) -> list[Pass]:

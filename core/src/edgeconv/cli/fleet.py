@@ -9,7 +9,8 @@ from typing import Annotated
 
 import typer
 
-from .commands import ClusterOpt, SpecArg, guard
+from .common import guard
+from .matrix_args import ClusterOpt, SpecArg
 
 
 def join(
@@ -26,7 +27,7 @@ def join(
 ) -> None:
     """Join a Ray cluster as a host that advertises its boards (board:<kind>) and toolchains as resources and labels."""
     with guard():
-        from . import fleet
+        from ..matrix import fleet
 
         found = fleet.read_boards(boards) if boards is not None else []
         toolchains, runtimes = fleet.host_toolchains(), fleet.host_runtimes()
@@ -48,8 +49,8 @@ def _run_ray_start(argv: list[str]) -> int:
     without PYTHON* variables, working in this host's matrix cache folder (never the caller's folder)."""
     import subprocess
 
+    from ..matrix.store import node_cache
     from ..worker import child_env
-    from .store import node_cache
 
     cwd = node_cache()
     cwd.mkdir(parents=True, exist_ok=True)
@@ -62,7 +63,7 @@ def status(
 ) -> None:
     """The cluster's nodes, boards, toolchains and runtimes, and the matrix cells queued or running."""
     with guard():
-        from .fleet_status import gather, render
+        from ..matrix.fleet_status import gather, render
 
         info = gather(cluster or "auto")
         if as_json:
@@ -83,7 +84,7 @@ def submit(
 ) -> None:
     """Submit a matrix as a Ray job (CI): the spec's folder is shipped; returns the JSONL and the worst exit code."""
     with guard("; the job was stopped"):
-        from .submit import submit_matrix
+        from ..matrix.submit import submit_matrix
 
         code = submit_matrix(spec, address=address or os.environ.get("RAY_ADDRESS", ""), output=output,
                              python=python, timeout=timeout)

@@ -1,62 +1,20 @@
-"""The ``matrix`` command and the ``fleet`` group, added to an app by ``register(app)`` (the CLI calls it).
+"""``edgeconv matrix``: a conversion matrix, locally or on Ray (``edgeconv.matrix``); ``register`` also adds the
+``fleet`` group (``edgeconv.cli.fleet``).
 
 Nothing heavy at import: Typer only. Ray, the conversion frameworks and rich load when a command runs.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ..errors import EXIT_TOOLCHAIN, EdgeconvError
-
-INTERRUPTED = 130
-
-
-def _err(message: str) -> None:
-    typer.echo(f"edgeconv: error: {message}", err=True)
-
-
-@contextlib.contextmanager
-def guard(what: str = "") -> Iterator[None]:
-    """One-line errors with the documented exit codes; a traceback only with EDGECONV_DEBUG (the CLI's --debug)."""
-    debug = bool(os.environ.get("EDGECONV_DEBUG"))
-    try:
-        yield
-    except typer.Exit:
-        raise
-    except EdgeconvError as exc:
-        if debug:
-            import traceback
-
-            traceback.print_exc()
-        _err(exc.one_line())
-        raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        _err(f"interrupted{what}")
-        raise typer.Exit(INTERRUPTED) from None
-    except Exception as exc:
-        if debug:
-            import traceback
-
-            traceback.print_exc()
-        _err(f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())[:300]} "
-             "(set EDGECONV_DEBUG=1 for the traceback)")
-        raise typer.Exit(EXIT_TOOLCHAIN) from None
-
-
-SpecArg = Annotated[Path, typer.Argument(help="The matrix spec (YAML): models, targets, precisions, budgets, boards.",
-                                         show_default=False)]
-ClusterOpt = Annotated[str | None, typer.Option(
-    "--cluster", help="Run on Ray: ray://HOST:10001 (Ray Client), auto (RAY_ADDRESS or the local cluster), local "
-                      "(a Ray instance started for this run), or HOST:PORT (a cluster's GCS address).")]
+from .common import guard
+from .matrix_args import ClusterOpt, SpecArg  # noqa: E402
 
 
 def matrix(
@@ -78,9 +36,9 @@ def matrix(
 ) -> None:
     """Run a conversion matrix: every model x target x precision (x board) as one conversion with its report."""
     with guard("; the cells that finished are in results.jsonl: run again to continue"):
-        from .live import Progress
-        from .runner import run_matrix
-        from .spec import load_spec
+        from ..matrix.live import Progress
+        from ..matrix.runner import run_matrix
+        from ..matrix.spec import load_spec
 
         if workers is not None and cluster is not None:
             raise _bad("--workers is for the local pool; on Ray the cluster's resources decide")
@@ -105,10 +63,10 @@ def make_backend(workers: int | None, cluster: str | None, store: Path | None):
     if cluster is None:
         if store is not None:
             raise _bad("--store is for Ray (--cluster); the local pool writes into the output folder")
-        from .local import LocalBackend
+        from ..matrix.local import LocalBackend
 
         return LocalBackend(workers)
-    from .ray_backend import RayBackend
+    from ..matrix.ray_backend import RayBackend
 
     return RayBackend(cluster, store=store)
 
@@ -128,7 +86,7 @@ def _summary(outcome) -> None:
 
 def register(app: typer.Typer) -> None:
     """Add ``matrix`` and the ``fleet`` group to ``app``."""
-    from .fleet_commands import fleet_app
+    from .fleet import fleet_app
 
     app.command("matrix")(matrix)
     app.add_typer(fleet_app(), name="fleet")

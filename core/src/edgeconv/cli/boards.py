@@ -12,30 +12,25 @@ from typing import Annotated, Any
 
 import typer
 
-from ..errors import BadInput, EdgeconvError
-from . import inventory as inv
+from ..errors import BadInput
+from ..places import inventory as inv
+from .common import guard
 
 
 def _guarded(fn: Any) -> Any:
-    """One line and the documented exit code for an EdgeconvError; 130 for Ctrl-C."""
+    """A command wrapped in the CLI's one-line error guard."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
+        with guard():
             return fn(*args, **kwargs)
-        except EdgeconvError as exc:
-            typer.echo(f"edgeconv: error: {exc.one_line()}", err=True)
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            typer.echo("edgeconv: error: interrupted", err=True)
-            raise typer.Exit(130) from None
 
     return wrapper
 
 
 def _accept_key(board: inv.Board, fingerprint: str | None) -> str:
     """Fetch the board's host key, check it against ``fingerprint`` when given, write it to edgeconv's known_hosts."""
-    from .ssh import fetch_host_key, trust_host_key
+    from ..places.ssh import fetch_host_key, trust_host_key
 
     key = fetch_host_key(board)
     if key is None:
@@ -83,7 +78,7 @@ def add(
     path = inv.write_inventory(entries)
     typer.echo(f"added board {name} ({board.address()}, {board.kind}) to {path}")
     if not accept_new_host_key:
-        from .ssh import host_key_known
+        from ..places.ssh import host_key_known
 
         if not host_key_known(board):
             typer.echo(f"its host key is not known yet: edgeconv boards check {name} --trust-host-key")
@@ -118,7 +113,7 @@ def check(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Reach the board and show what it has: Python, numpy, runtimes, CPU/NPU/GPU, memory, OS."""
-    from .ssh import AgentSession, host_key_known
+    from ..places.ssh import AgentSession, host_key_known
 
     board = inv.get_board(name)
     if trust_host_key and not host_key_known(board):
@@ -156,7 +151,7 @@ def _print_facts(f: dict[str, Any]) -> None:
 
 def remove(name: Annotated[str, typer.Argument(help="The board's name.")]) -> None:
     """Remove a board from the inventory (and its host key from edgeconv's known_hosts)."""
-    from .ssh import forget_host
+    from ..places.ssh import forget_host
 
     entries = inv.raw_entries()
     if name not in entries:
