@@ -68,8 +68,8 @@ def test_detection_agreement_fails_when_detections_vanish_and_passes_when_equal(
     bad = run_task("detection", {"output0": ref}, {"output0": out})
     assert not bad["pass"]
     assert bad["metrics"]["det_f1"] == pytest.approx(2 * 3 / 7)  # 4 source detections, 3 artifact, all 3 matched
-    assert any(f.startswith("detection F1 0.857 < 0.9") for f in bad["failures"])
-    assert bad["gates"] == {"det_f1": 0.9, "det_map50": 0.9}
+    assert any(f.startswith("detection F1 0.857 < 0.95") for f in bad["failures"])
+    assert bad["gates"] == {"det_f1": 0.95, "det_map50": 0.95}
 
 
 def test_detection_against_labelled_boxes():

@@ -202,9 +202,11 @@ METRICS = (
            description="share of rows whose top-1 class is the source's ([N, classes] or softmax rows)"),
     Metric("top5", "top-5", "higher", top5, {}, ".3f",
            description="share of rows whose source top-1 is in the artifact's top 5"),
-    Metric("det_f1", "detection F1", "higher", by_task, _t(0.98, 0.95, 0.9, 0.9), ".3f",
+    # Detections: the edge budget (INT8 within a few % of the source's answers) with room for the detections
+    # whose score sits at the threshold: one detection gained or lost in 20 at int8.
+    Metric("det_f1", "detection F1", "higher", by_task, _t(0.98, 0.98, 0.95, 0.95), ".3f",
            description="detection task: F1 of the artifact's detections (after NMS) against the source's, IoU ≥ 0.5"),
-    Metric("det_map50", "mAP@0.5 vs source", "higher", by_task, _t(0.98, 0.95, 0.9, 0.9), ".3f",
+    Metric("det_map50", "mAP@0.5 vs source", "higher", by_task, _t(0.98, 0.98, 0.95, 0.95), ".3f",
            description="detection task: mAP@0.5 of the artifact's detections with the source's as ground truth"),
     Metric("seq_equal", "sequences equal", "higher", by_task, _t(1.0, 0.98, 0.95, 0.95), ".3f",
            description="CTC task: share of samples whose greedy-decoded sequence equals the source's"),
