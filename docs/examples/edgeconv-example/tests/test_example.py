@@ -1,7 +1,7 @@
 """The example backend's own tests: run them with the package installed (pip install -e .).
 
-They use only edgeconv's public pieces: the plugin manager (to load the entry point afresh), the
-Python API, the CLI app and the digits sample that ships with edgeconv.
+They use only edgeconv's public pieces: the plugin API, the plugin manager (to load the entry point
+afresh), the Python API, the CLI app and the digits sample that ships with edgeconv.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 import edgeconv
 from edgeconv import plugins
 from edgeconv.demo import sample_files
-from edgeconv.errors import BadInput, UnsupportedOperators
+from edgeconv.plugin import API_VERSION, BadInput, UnsupportedOperators
 
 
 @pytest.fixture(autouse=True)
@@ -32,11 +32,16 @@ def digits():
     return sample_files()  # a small CNN (opset 17) and its labelled test split
 
 
-def test_the_entry_point_registers_the_target(fresh_plugins):
-    target = fresh_plugins.registry().targets["example"]
+def test_the_entry_point_registers_the_target_and_its_pass(fresh_plugins):
+    registry = fresh_plugins.registry()
+    target = registry.targets["example"]
     assert target.dist == "edgeconv-example" and target.missing() == []
+    assert registry.passes["example.opset"].kind == "precision"
     info = {p.name: p for p in fresh_plugins.plugins()}["example"]
-    assert info.hooks == ["register_targets"] and not info.broken
+    assert info.hooks == ["register_passes", "register_targets"] and not info.broken
+    from edgeconv_example import hooks  # the plugin API version it was written against: the core's major
+
+    assert hooks.EDGECONV_API.split(".")[0] == API_VERSION.split(".")[0]
 
 
 def test_convert_pins_the_opset_and_the_artifact_is_verified(digits, tmp_path):
@@ -47,11 +52,14 @@ def test_convert_pins_the_opset_and_the_artifact_is_verified(digits, tmp_path):
     artifact = onnx.load(report["artifact"]["path"])
     assert [o.version for o in artifact.opset_import if o.domain in ("", "ai.onnx")] == [19]
     assert report["artifact"]["details"]["opset"] == {"from": 17, "to": 19}
+    pass_record = report["passes"][-1]  # the conversion is the pass; the exporter only wrote its result
+    assert pass_record["name"] == "example.opset" and pass_record["from"] == 17 and pass_record["settings"] == {"opset": 19}
     assert report["versions"]["onnx"] == onnx.__version__
     assert report["fidelity"][0]["max_abs"] < 1e-4  # the same computation, verified on ONNX Runtime
     assert report["accuracy"]["drop_pp"] == 0
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["target"] == "example" and manifest["details"]["converter"].startswith("onnx.version_converter")
+    assert {"name": "example.opset", "settings": {"opset": 19}} in manifest["passes"]
 
 
 def test_the_cli_lists_and_converts(digits, tmp_path):

@@ -1,4 +1,4 @@
-"""The work behind the ``example`` target: pre-check, export and the deep environment check.
+"""The work behind the ``example`` target: pre-check, the opset pass, export and the deep environment check.
 
 Imported only when a conversion (or ``edgeconv doctor``) runs.
 """
@@ -12,9 +12,10 @@ from typing import Any
 import onnx
 from onnx import version_converter
 
-from edgeconv.plugin import BadInput, Unsupported
+from edgeconv.plugin import Artifact, BadInput, Model, Unsupported
 
 _NO_ADAPTER = re.compile(r"No Adapter (?:From|To) Version \$?(\d+) for (\w+)")
+STATE = "example.opset"  # this plugin's key in job.state: what the pass did, for the exporter
 
 
 def target_opset(job: Any) -> int:
@@ -60,22 +61,27 @@ def precheck(model: Any, job: Any) -> list[Unsupported]:
     return []
 
 
-def export(model: Any, job: Any):
-    """Write ``<stem>.onnx`` into ``job.workdir`` at the requested opset."""
-    from edgeconv.plugin import Artifact  # an edgeconv type: cheap, but only needed here
-
-    opset = target_opset(job)
+def to_opset(model: Any, job: Any) -> tuple[Model, dict[str, Any]]:
+    """The ``example.opset`` pass: the model at the target's opset, and what it did (the report's ``passes``)."""
+    opset, before = target_opset(job), source_opset(model.obj)
     converted = convert(model.obj, opset)
+    job.state[STATE] = {"from": before, "to": opset}  # hand-off to the exporter: job.state, never a global
+    out = Model(form="onnx", io=model.io, obj=converted, meta=dict(model.meta))  # same contract: names, shapes, dtypes
+    return out, {"settings": {"opset": opset}, "from": before, "nodes": len(converted.graph.node)}
+
+
+def export(model: Any, job: Any) -> Artifact:
+    """Write ``<stem>.onnx`` into ``job.workdir``: the model the pass made, as it is."""
     path = Path(job.workdir) / f"{job.stem}.onnx"
-    onnx.save(converted, str(path))
+    onnx.save(model.obj, str(path))
     return Artifact(
         path=path,
         form="onnx",
-        io=model.io,  # same names, shapes, dtypes and layout: the contract does not change
+        io=model.io,  # the contract does not change
         files=[path],
-        tools={"onnx": onnx.__version__},
-        details={"opset": {"from": source_opset(model.obj), "to": opset},
-                 "converter": "onnx.version_converter.convert_version", "nodes": len(converted.graph.node)},
+        tools={"onnx": onnx.__version__},  # the versions your artifact depends on: the report's `versions`
+        details={"opset": dict(job.state[STATE]), "converter": "onnx.version_converter.convert_version",
+                 "nodes": len(model.obj.graph.node)},
     )
 
 
