@@ -49,7 +49,10 @@ def _plain_hint(xml: Any, device: str) -> str | None:
 
 
 def _data(job: Any, io: Any) -> Any:
-    """Up to PLAIN_SAMPLES samples of the verification data (else the calibration set, else seeded noise)."""
+    """Up to PLAIN_SAMPLES samples of the verification data (else the calibration set, else seeded noise), without
+    labels: the check compares the two runs' outputs, and a task's labels (boxes, sequences) are not a classifier's."""
+    import numpy as np
+
     from edgeconv.plugin import load_dataset
 
     source = getattr(job, "data", None)
@@ -57,11 +60,13 @@ def _data(job: Any, io: Any) -> Any:
         source = job.calibration_source
     if source is None:
         return None
+    if isinstance(source, dict):
+        source = {k: v for k, v in source.items() if k != "labels"}
+    elif str(source).endswith(".npz"):
+        with np.load(source, allow_pickle=False) as z:
+            source = {k: z[k][:PLAIN_SAMPLES] for k in z.files if k != "labels"}
     ds = load_dataset(source, io, what="--data", limit=PLAIN_SAMPLES, seed=getattr(job, "seed", 0))
-    arrays = {k: v[:PLAIN_SAMPLES] for k, v in ds.arrays.items()}
-    if ds.labels is not None:
-        arrays["labels"] = ds.labels[:PLAIN_SAMPLES]
-    return arrays
+    return {k: v[:PLAIN_SAMPLES] for k, v in ds.arrays.items()}
 
 
 def plain_load_check(source: Any, xml: Any, io: Any, job: Any, runner_options: dict[str, Any]) -> dict[str, Any]:

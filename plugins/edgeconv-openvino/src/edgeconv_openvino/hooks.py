@@ -31,6 +31,8 @@ OPTIONS = (
     Option("ignored_types", list, (), "int8: op types kept in float (comma-separated, e.g. MatMul,Softmax)"),
     Option("keep_float", list, (), "int8: ONNX node names kept in float (comma-separated; mapped to OpenVINO op "
            "names for NNCF's ignored scope; what --precision auto's sensitive-layer search finds)"),
+    Option("mixed_range_float", bool, True, "int8: an output Concat whose inputs' ranges differ > 10x (boxes in pixels "
+           "and scores in 0..1) goes into NNCF's ignored scope with the data movement around it (ONNX sources)"),
     Option("accuracy_control", bool, True, "int8: use nncf.quantize_with_accuracy_control when labelled --data "
            "and --max-accuracy-drop are given"),
 )

@@ -163,6 +163,39 @@ def int8_from_calibrated(calibrated: bytes, representative: Callable[[], Iterato
     return quantized, info
 
 
+# Ops that move values without changing them; TFLite's int8 kernels need one scale on their input and output.
+SAME_SCALE = {"RESHAPE", "TRANSPOSE", "STRIDED_SLICE", "SLICE", "SQUEEZE", "EXPAND_DIMS", "GATHER", "SPLIT", "SPLIT_V",
+              "UNPACK", "DEPTH_TO_SPACE", "SPACE_TO_DEPTH", "BROADCAST_TO", "TILE", "MINIMUM", "MAXIMUM", "PAD", "PADV2",
+              "MAX_POOL_2D"}
+
+
+def _widen_moves(model: Any, sub: Any, lo: dict[int, float], hi: dict[int, float]) -> None:
+    """Give the output of every data-movement op (and of the clamps and pads that keep their input's scale) its
+    input's range, in graph order, so that it carries along chains.
+
+    The quantizer gives such an op one scale for input and output, and takes it from the output's range: a slice of
+    a tensor (a detection head's box logits, sliced from the 4+C channels of one conv output) then gave the whole
+    conv output the slice's narrow range, clipping the class logits (measured on the reference detector: scores off
+    by 0.29). With the input's range the producer keeps its own, and the slice is quantized at its producer's step."""
+    import numpy as np
+
+    from .tflite_file import _builtin_names
+
+    names = _builtin_names()
+    for op in sub.operators or []:
+        code = model.operatorCodes[op.opcodeIndex]
+        kind = names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "")
+        if kind not in SAME_SCALE or op.inputs is None or len(op.inputs) == 0 or op.outputs is None:
+            continue
+        src = int(op.inputs[0])
+        if src not in lo or not np.isfinite(lo[src]):
+            continue
+        for out in op.outputs:
+            out = int(out)
+            if out in lo:
+                lo[out], hi[out] = min(lo[out], lo[src]), max(hi[out], hi[src])
+
+
 RANGE_TOLERANCE = 1e-3  # relative: a recorded range farther than this from the measured one is replaced
 
 
@@ -211,6 +244,7 @@ def remeasure_ranges(calibrated: bytes, representative: Callable[[], Iterator[An
                     lo[i] = min(lo[i], float(finite.min()))
                     hi[i] = max(hi[i], float(finite.max()))
             v = finite = None  # no reference into the interpreter may outlive this sample
+    _widen_moves(model, sub, lo, hi)
     fixed = []
     for i in tracked:
         if not np.isfinite(lo[i]) or not np.isfinite(hi[i]):
