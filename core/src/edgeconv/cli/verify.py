@@ -24,7 +24,8 @@ from .common import (
 from .render import emit
 
 PRECISION = (Opt("precision", Annotated[Optional[str], typer.Option("--precision", help="Thresholds of this precision (default: from the manifest).")]),
-             Opt("force", Annotated[bool, typer.Option("--force", help="Replace an existing --report file.")], False))
+             Opt("force", Annotated[bool, typer.Option("--force", help="Replace an existing --report file.")], False),
+             Opt("no_memory", Annotated[bool, typer.Option("--no-memory", help="Skip the peak-memory measurement.")], False))
 
 
 def register(app: typer.Typer) -> None:
@@ -46,7 +47,8 @@ def register(app: typer.Typer) -> None:
             result = run_verify(source, artifact, data=opts["data"], precision=opts["precision"],
                                 input_shapes=opts["input_shape"], budgets=budgets(opts),
                                 source_form=opts["source_form"], source_options=source_options(opts),
-                                **check_options(opts), **({"places": places} if len(places) > 1 else {}))
+                                memory=not opts["no_memory"], **check_options(opts),
+                                **({"places": places} if len(places) > 1 else {}))
         write_report(opts["report_html"], result.report, opts["force"], inputs)
         emit(result, opts["as_json"])
 
