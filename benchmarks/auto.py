@@ -131,7 +131,7 @@ def hand_onnxruntime(prep: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def edgeconv_auto(prep: dict[str, Any], target: str, runs: int) -> dict[str, Any]:
     from edgeconv.auto import convert_auto
     from edgeconv.artifacts import open_artifact as load_artifact
-    from edgeconv.verify.runners import make_runner
+    from edgeconv.verification.runners import make_runner
 
     out = prep["work"] / f"auto-{target}"
     t0 = time.perf_counter()

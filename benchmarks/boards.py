@@ -158,7 +158,7 @@ def direct(board_py: Path, a: dict[str, Any], mode: str, runs: int, warmup: int,
 
 def runner(a: dict[str, Any], place: str) -> Any:
     from edgeconv.model import IOContract, Model
-    from edgeconv.verify.runners import make_runner
+    from edgeconv.verification.runners import make_runner
 
     return make_runner(Model(form=a["form"], io=IOContract((), ()), path=a["path"]), place=place,
                        **{**a["options"], "threads": 1})

@@ -190,7 +190,7 @@ class Eager:
 def runners(name: str, model: Any, converted: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """row -> (runner, the artifact's IO contract or None for eager)."""
     from edgeconv.artifacts import open_artifact
-    from edgeconv.verify.runners import make_runner
+    from edgeconv.verification.runners import make_runner
 
     out: dict[str, tuple[Any, Any]] = {EAGER: (Eager(model), None)}
     for row, c in converted.items():
@@ -205,7 +205,7 @@ def runners(name: str, model: Any, converted: dict[str, Any]) -> dict[str, tuple
 
 
 def fidelity(rs: dict[str, tuple[Any, Any]], src_io: Any, data: Path) -> dict[str, Any]:
-    from edgeconv.verify.fidelity import adapt_inputs, adapt_outputs
+    from edgeconv.verification.fidelity import adapt_inputs, adapt_outputs
 
     with np.load(data) as z:
         xs, labels = z["input"], (z["labels"] if "labels" in z.files else None)
@@ -231,7 +231,7 @@ def fidelity(rs: dict[str, tuple[Any, Any]], src_io: Any, data: Path) -> dict[st
 
 
 def latency(rs: dict[str, tuple[Any, Any]], src_io: Any, data: Path, s: dict[str, Any]) -> dict[str, Any]:
-    from edgeconv.verify.fidelity import adapt_inputs
+    from edgeconv.verification.fidelity import adapt_inputs
 
     with np.load(data) as z:
         feed = {"input": z["input"][:1]}

@@ -27,7 +27,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import boards_testutil as bt  # noqa: E402
 import edgeconv  # noqa: E402
-from edgeconv.api import verify  # noqa: E402  (edgeconv.verify is shadowed by the edgeconv.verify package once imported)
+from edgeconv.api import verify  # noqa: E402
 from edgeconv.demo import sample_files  # noqa: E402
 from edgeconv.errors import BadInput, ToolchainFailed, ToolchainMissing  # noqa: E402
 from edgeconv.model import IOContract, Model  # noqa: E402
@@ -212,7 +212,7 @@ def test_board_outputs_are_the_board_runtimes_answers(loop, digits_on_board):
     different numbers for a different feed (nothing cached or faked on the way)."""
     import onnxruntime as ort
 
-    from edgeconv.verify.runners import make_runner
+    from edgeconv.verification.runners import make_runner
 
     path = Path(digits_on_board["onnxruntime"].report["artifact"]["path"])
     x = np.random.default_rng(3).standard_normal((1, 1, 8, 8)).astype(np.float32)
@@ -236,7 +236,7 @@ def test_bench_on_the_board_reports_the_board_process_memory(loop, digits_on_boa
 
 
 def test_runner_settings_apply_on_the_board(loop, digits_on_board):
-    from edgeconv.verify.runners import make_runner
+    from edgeconv.verification.runners import make_runner
 
     onnx_art = Path(digits_on_board["onnxruntime"].report["artifact"]["path"])
     with make_runner(Model(form="onnx", io=NO_IO, path=onnx_art), place="loop", threads=1,
@@ -279,7 +279,7 @@ def test_the_only_command_line_is_the_fixed_bootstrap(server, loop, digits_on_bo
 
 def test_one_run_at_a_time_per_board(server, loop, digits_on_board):
     from edgeconv.places.ssh import AgentSession
-    from edgeconv.verify.runners import make_runner
+    from edgeconv.verification.runners import make_runner
 
     board = _fresh_board(server, "busy", lock_wait=1.0)
     art = Path(digits_on_board["onnxruntime"].report["artifact"]["path"])
@@ -296,7 +296,7 @@ def test_one_run_at_a_time_per_board(server, loop, digits_on_board):
 
 
 def test_a_model_the_board_cannot_load_is_exit_4_and_frees_the_board(loop, tmp_path):
-    from edgeconv.verify.runners import make_runner
+    from edgeconv.verification.runners import make_runner
 
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"this is not an onnx model")
@@ -323,7 +323,7 @@ def test_a_runtime_the_board_lacks_is_exit_3_with_the_install_hint(loop, tmp_pat
 
 # -- failures to reach a board: exit 3, one line naming it ----------------------------------------------------------------
 def _activate(place: str, digits_on_board) -> None:
-    from edgeconv.verify.runners import make_runner
+    from edgeconv.verification.runners import make_runner
 
     art = Path(digits_on_board["onnxruntime"].report["artifact"]["path"])
     make_runner(Model(form="onnx", io=NO_IO, path=art),
@@ -423,7 +423,7 @@ def test_ctrl_c_ends_the_board_process_and_removes_its_scratch(server, loop, dig
         import numpy as np
         from pathlib import Path
         from edgeconv.model import IOContract, Model
-        from edgeconv.verify.runners import make_runner
+        from edgeconv.verification.runners import make_runner
         art = Path({str(art)!r})
         r = make_runner(Model(form="onnx", io=IOContract((), ()), path=art), place="loop")
         r.activate()

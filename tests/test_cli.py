@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from edgeconv.verify.metrics import compare, thresholds_for
+from edgeconv.verification.metrics import compare, thresholds_for
 
 
 def test_demo_json_meets_the_anchors(cli, tmp_path):

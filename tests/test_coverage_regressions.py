@@ -47,7 +47,7 @@ def test_a_runtime_that_raises_while_running_is_a_clean_error(tmp_path):
 
 
 def test_the_runner_guard_keeps_results_and_edgeconv_errors(tmp_path):
-    from edgeconv.verify.runners import Runner, guard
+    from edgeconv.verification.runners import Runner, guard
 
     class Fails(Runner):
         name = "fake"
@@ -83,7 +83,7 @@ def test_a_scalar_input_verifies(tmp_path):
 def test_an_infinity_the_source_gives_too_is_not_a_failure():
     """Attention's qk_matmul_output holds -inf where the mask hides a key: an artifact that gives the same
     -inf is exact, and verification compares the finite values (it failed with "N NaN/Inf values")."""
-    from edgeconv.verify.metrics import compare, thresholds_for
+    from edgeconv.verification.metrics import compare, thresholds_for
 
     t = thresholds_for("fp32")
     ref = np.array([[1.0, -np.inf, 2.0], [0.5, -np.inf, -1.0]], np.float32)
@@ -103,7 +103,7 @@ def test_an_infinity_the_source_gives_too_is_not_a_failure():
 def test_a_source_infinity_the_artifact_does_not_reproduce_fails():
     """The source gives inf, the artifact a finite value: the cosine of arrays holding inf is NaN, and a NaN
     compared with a threshold is never below it: this passed."""
-    from edgeconv.verify.metrics import compare, thresholds_for
+    from edgeconv.verification.metrics import compare, thresholds_for
 
     ref = np.array([1.0, np.inf, 2.0], np.float32)
     out = np.array([1.0, 3.0e38, 2.0], np.float32)
@@ -129,7 +129,7 @@ def test_masked_attention_scores_verify_end_to_end(tmp_path):
 
 def test_string_outputs_are_compared_for_equality():
     """StringConcat / StringSplit: the comparison converted strings to float and raised (a crash)."""
-    from edgeconv.verify.metrics import compare, thresholds_for
+    from edgeconv.verification.metrics import compare, thresholds_for
 
     ref = np.array(["abc.com", "x"], dtype=object)
     res = compare("y", ref, ref.copy(), thresholds_for("fp32"))
@@ -156,7 +156,7 @@ def test_a_string_model_converts_and_verifies(tmp_path):
 def test_integer_outputs_must_be_exact_at_fp32():
     """OpenVINO's DynamicQuantizeLinear rounded one of six uint8 values differently (ONNX backend test
     test_dynamicquantizelinear): cosine 0.99999, SQNR > 40 dB, so the fp32 contract passed it."""
-    from edgeconv.verify.metrics import compare, thresholds_for
+    from edgeconv.verification.metrics import compare, thresholds_for
 
     ref = np.array([153, 255, 0, 26, 221, 179], np.uint8)
     out = ref.copy()
@@ -240,7 +240,7 @@ def test_causal_attention_scores_output_is_refused_end_to_end(tmp_path):
 def test_a_few_values_off_by_one_percent_fail_at_fp32():
     """OpenVINO's cubic Resize with exclude_outside (test_resize_downsample_scales_cubic_A_n0p5_exclude_outside)
     was 0.103 off on values up to 16: cosine 0.99995 and SQNR over 40 dB passed it at fp32."""
-    from edgeconv.verify.metrics import compare, thresholds_for
+    from edgeconv.verification.metrics import compare, thresholds_for
 
     ref = np.linspace(1, 16, 64, dtype=np.float32).reshape(1, 1, 8, 8)
     out = ref.copy()
@@ -273,7 +273,7 @@ def test_a_scalar_string_input_verifies(tmp_path):
 def test_an_empty_output_compares():
     """Slice with a start past the end (test_slice_start_out_of_bounds) gives a [20, 0, 5] output: the top-1
     bookkeeping took the max of an empty array and raised (a crash)."""
-    from edgeconv.verify.metrics import compare, thresholds_for
+    from edgeconv.verification.metrics import compare, thresholds_for
 
     ref = np.zeros((20, 0, 5), np.float32)
     res = compare("y", ref, ref.copy(), thresholds_for("fp32"))

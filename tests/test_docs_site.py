@@ -76,7 +76,7 @@ def test_the_api_reference_is_rendered_from_docstrings(site):
     for name in ("edgeconv.convert", "edgeconv.verify", "edgeconv.bench", "edgeconv.load", "edgeconv.inspect",
                  "edgeconv.targets.Target", "edgeconv.targets.Importer", "edgeconv.targets.Pass",
                  "edgeconv.targets.RunnerSpec", "edgeconv.targets.Option", "edgeconv.targets.Requirement",
-                 "edgeconv.verify.runners.Runner", "edgeconv.model.Model", "edgeconv.model.IOContract"):
+                 "edgeconv.verification.runners.Runner", "edgeconv.model.Model", "edgeconv.model.IOContract"):
         assert f'id="{name}"' in html, name
     assert "calibration" in html  # a docstring's text, not only the headings
 

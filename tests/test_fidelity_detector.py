@@ -68,7 +68,7 @@ def test_plain_int8_passes_the_whole_tensor_contract_but_fails_per_slice_and_by_
                                                                                               monkeypatch):
     monkeypatch.chdir(tmp_path)  # the quantizer writes its augmented model into the working folder
     art = plain_int8(det, tmp_path / "plain_int8.onnx")
-    from edgeconv.api import verify  # edgeconv.verify: see tests/test_fidelity_verify.verify_artifact
+    from edgeconv import verify
 
     res = verify(str(det["model"]), str(art), precision="int8", data=str(det["data"]), task="detection",
                  memory=False, runs=2)

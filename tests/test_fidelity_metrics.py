@@ -9,8 +9,8 @@ import pytest
 from edgeconv.errors import BadInput
 from edgeconv.plugins import registry
 from edgeconv.records import Metric
-from edgeconv.verify import metrics as M
-from edgeconv.verify.metrics import compare, thresholds_for
+from edgeconv.verification import metrics as M
+from edgeconv.verification.metrics import compare, thresholds_for
 
 
 def yolo_like(samples: int = 8, anchors: int = 400, seed: int = 0) -> np.ndarray:

@@ -10,8 +10,8 @@ from edgeconv.builtins import tasks
 from edgeconv.errors import BadInput
 from edgeconv.inspect import inspect_model, suggested_task
 from edgeconv.model import IOContract, TensorSpec
-from edgeconv.verify import comparators
-from edgeconv.verify.metrics import thresholds_for
+from edgeconv.verification import comparators
+from edgeconv.verification.metrics import thresholds_for
 
 
 def head(objects: list[tuple[int, float, float, float, float, float]], classes: int = 3, anchors: int = 400

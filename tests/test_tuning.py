@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from edgeconv.verify import tuning
+from edgeconv.verification import tuning
 
 
 def test_a_win_inside_the_noise_is_not_kept():

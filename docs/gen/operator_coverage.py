@@ -184,8 +184,8 @@ def through_edgeconv(folder: Path, target: str, data: tuple[list[str], list[Any]
     from edgeconv.errors import EdgeconvError, UnsupportedOperators
     from edgeconv.model import IOContract
     from edgeconv.artifacts import open_artifact as load_artifact
-    from edgeconv.verify import runners
-    from edgeconv.verify.fidelity import adapt_inputs, adapt_outputs
+    from edgeconv.verification import runners
+    from edgeconv.verification.fidelity import adapt_inputs, adapt_outputs
 
     names, inputs, expected = data
     feed = {n: x[None] for n, x in zip(names, inputs, strict=False)}  # one sample: [1, *input shape]

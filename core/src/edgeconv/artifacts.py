@@ -19,10 +19,10 @@ from .report import SCHEMA, Budgets
 from .request import check_int, profiles, source_path
 from .stages import importing, run_stage
 from .errors import BadInput
-from .verify import tuning
-from .verify.bench import latency, peak_memory
-from .verify.fidelity import verify_models
-from .verify.runners import make_runner
+from .verification import tuning
+from .verification.bench import latency, peak_memory
+from .verification.fidelity import verify_models
+from .verification.runners import make_runner
 
 
 def open_artifact(path: str | Path, *, input_shapes: Any = None) -> tuple[Model, dict[str, Any] | None]:
@@ -111,7 +111,7 @@ def bench(model: str | Path, *, runs: int = 100, warmup: int = 10, threads: int 
 def _stored_vs_defaults(m: Model, opts: dict[str, Any], stored: dict[str, Any], feed: dict[str, Any],
                         threads: int | None, tune: str) -> dict[str, Any] | None:
     """The settings ``--precision auto`` stored against the runtime's defaults, paired and interleaved, with an A/A
-    pair for the noise (``edgeconv.verify.tuning``)."""
+    pair for the noise (``edgeconv.verification.tuning``)."""
     if tune == "off":
         return None
     rounds, per_round = tuning.TUNE_LEVELS[tune]
@@ -168,8 +168,8 @@ def _agreement(artifact: str | Path, places: list[str], kwargs: dict[str, Any]) 
     import numpy as np
 
     from .model import IOContract
-    from .verify.fidelity import adapt_inputs
-    from .verify.metrics import compare, thresholds_for
+    from .verification.fidelity import adapt_inputs
+    from .verification.metrics import compare, thresholds_for
 
     art, record = open_artifact(artifact)
     src_io = IOContract.from_dict(record["source_io"]) if record and record.get("source_io") else art.io

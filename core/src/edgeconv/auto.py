@@ -40,10 +40,10 @@ from .plugins import registry
 from .records import Result, load_ref
 from .report import Budgets
 from .request import ConversionRequest
-from .verify import tuning
-from .verify.bench import peak_memory
-from .verify.fidelity import adapt_inputs
-from .verify.runners import make_runner
+from .verification import tuning
+from .verification.bench import peak_memory
+from .verification.fidelity import adapt_inputs
+from .verification.runners import make_runner
 
 DEFAULT_MAX_ACCURACY_DROP = 1.0  # percentage points, when --precision auto is given no --max-accuracy-drop
 AUTO_PRECISIONS = ("fp32", "fp16", "bf16", "int8")
@@ -309,7 +309,7 @@ def _tournament(pool: list[dict[str, Any]], req: ConversionRequest, tune: str,
                 say: Callable[[str], None]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Time every candidate with its runner's defaults, the defaults again (the A/A pair) and each tuning variant,
     all interleaved in the same rounds; keep a variant only when it beats the defaults by more than the noise
-    (``edgeconv.verify.tuning``). Returns one timing per candidate (its chosen settings) and the tuning record."""
+    (``edgeconv.verification.tuning``). Returns one timing per candidate (its chosen settings) and the tuning record."""
     load = tuning.machine_load()
     rounds, per_round = tuning.TUNE_LEVELS.get(tune) or (3, max(5, req.runs // 3))
     if rounds == 0:

@@ -63,7 +63,7 @@ def inspect_model(source: Any, *, input_shapes: Any = None, source_form: str | N
 def suggested_task(io: Any) -> dict[str, Any] | None:
     """The task check (``--task``) the outputs' shapes suggest, with the reason, and any other that fits; None when
     none fits (the per-output and per-slice comparison still apply)."""
-    from .verify.comparators import suggest
+    from .verification.comparators import suggest
 
     found = [s for s in suggest(io) if s.get("reason")]
     if not found:

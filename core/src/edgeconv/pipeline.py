@@ -25,7 +25,7 @@ from .records import Artifact, Job, Result, Target
 from .report import MANIFEST_SCHEMA
 from .request import ConversionRequest, source_path
 from .stages import exporting, importing, optimizing, routing, run_stage
-from .verify.fidelity import verify_models
+from .verification.fidelity import verify_models
 
 Status = Callable[[str], None]
 

@@ -79,7 +79,7 @@ from .sensitivity import mixed_range_concats, precision_share, share_failure
 from .request import check_ratio
 from .toolchain import MoveAside, OptionalImport, Toolchain, ToolchainEnv
 from .toolchain import resolve as resolve_toolchain
-from .verify.fidelity import check_models
+from .verification.fidelity import check_models
 from .worker import Completed, Worker, child_env, python_argv
 from .worker import run as run_child
 from .runner import Runner

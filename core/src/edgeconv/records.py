@@ -263,7 +263,8 @@ class RunnerSpec:
     else in a manifest is refused (a manifest is untrusted input: docs/security.md). ``board``: the module of the
     runner's board half (a self-contained file that needs only numpy and the runtime, shipped to a board: docs/
     boards.md). ``tuning``: ``tuning(threads) -> list[dict]``, the runner settings ``--precision auto`` may time
-    (the first is the runtime's defaults).
+    (the first is the runtime's defaults). ``tracer``: the object that runs an artifact of this form with its
+    intermediate tensors exposed, for ``edgeconv debug layers`` (docs/debug.md#writing-a-tracer).
     """
 
     form: str
@@ -273,6 +274,7 @@ class RunnerSpec:
     options: Mapping[str, type] | None = None
     board: str | None = None
     tuning: Ref | None = None
+    tracer: Ref | None = None
     plugin: str = ""
 
 

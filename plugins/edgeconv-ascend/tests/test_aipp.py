@@ -12,7 +12,7 @@ from edgeconv_ascend import aipp
 from edgeconv.data import Preprocess
 from edgeconv.errors import BadInput
 from edgeconv.model import IOContract, TensorSpec
-from edgeconv.verify.fidelity import adapt_inputs
+from edgeconv.verification.fidelity import adapt_inputs
 
 IMAGE = IOContract((TensorSpec("image", (1, 3, 224, 224), "float32", "NCHW"),), (TensorSpec("s", (1, 5), "float32"),))
 IMAGENET = Preprocess(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))

@@ -125,7 +125,7 @@ def test_mixed_range_head_keeps_its_scores(tmp_path):
     assert {"output0", "box_reshape", "cls_reshape"} <= set(q["mixed_range_ov_names"])  # the Concat is named after its output
     assert res.report["artifact"]["details"]["precision_share"]["share"] == 1.0
     from edgeconv.artifacts import open_artifact
-    from edgeconv.verify.runners import make_runner
+    from edgeconv.verification.runners import make_runner
 
     art, manifest = open_artifact(tmp_path / "o")
     x = np.load(f["data"])["images"]

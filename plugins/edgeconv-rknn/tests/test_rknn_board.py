@@ -63,7 +63,7 @@ def loop(standin_board_py, tmp_path_factory):
 def test_the_board_half_runs_a_rknn_on_the_loopback_board(loop, standin_board_py, digits, tmp_path):
     import onnxruntime as ort
 
-    from edgeconv.verify.runners import make_runner
+    from edgeconv.verification.runners import make_runner
 
     _py, venv = standin_board_py
     rknn = tmp_path / "digits.rknn"

@@ -152,7 +152,7 @@ def test_the_artifact_takes_uint8_pixels_when_a_normalisation_is_folded_in():
     assert spec.zero_point == [123.0, 116.0, 103.0] and spec.scale == pytest.approx([1 / 58, 1 / 57, 1 / 57.5])
     assert art.outputs[0].shape == (1, 10) and art.outputs[0].dtype == "float32"
     # what the core's adapt_inputs feeds it: round(x / scale + zero) = x * std + mean, as to_raw writes calibration
-    from edgeconv.verify.fidelity import adapt_inputs
+    from edgeconv.verification.fidelity import adapt_inputs
 
     x = np.random.default_rng(0).standard_normal((1, 3, 8, 8)).astype(np.float32) * 0.5
     fed = adapt_inputs({"x": x}, io, art)["x"]

@@ -63,8 +63,8 @@ def test_keep_float_unknown_node_is_one_line_error(tmp_path):
 
 def test_mixed_range_output_keeps_its_scores(tmp_path):
     from edgeconv.artifacts import open_artifact
-    from edgeconv.verify.fidelity import adapt_inputs, adapt_outputs
-    from edgeconv.verify.runners import make_runner
+    from edgeconv.verification.fidelity import adapt_inputs, adapt_outputs
+    from edgeconv.verification.runners import make_runner
 
     f = head_files(tmp_path)
     x = np.load(f["data"])["images"]

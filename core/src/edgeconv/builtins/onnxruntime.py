@@ -49,7 +49,8 @@ def register_targets(register):
 def register_runners(register):
     register(RunnerSpec(form="onnx", name="onnxruntime", factory="edgeconv.builtins.ort_runner:OrtRunner",
                         options={"graph_optimization": str, "intra_op_threads": int, "execution_mode": str},
-                        board="edgeconv.builtins.ort_board", tuning="edgeconv.builtins.ort_runner:tuning"))
+                        board="edgeconv.builtins.ort_board", tuning="edgeconv.builtins.ort_runner:tuning",
+                        tracer="edgeconv.builtins.ort_trace:TRACER"))
 
 
 @hookimpl

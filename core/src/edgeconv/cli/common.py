@@ -189,8 +189,8 @@ def source_options(opts: dict[str, Any]) -> dict[str, Any]:
 
 
 def thresholds(values: list[str] | None) -> dict[str, float]:
-    """``--threshold NAME=VALUE``: a metric of the table (``edgeconv.verify.metrics``) and a number."""
-    from ..verify.metrics import parse_thresholds
+    """``--threshold NAME=VALUE``: a metric of the table (``edgeconv.verification.metrics``) and a number."""
+    from ..verification.metrics import parse_thresholds
 
     return parse_thresholds(values)
 

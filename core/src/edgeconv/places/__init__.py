@@ -16,13 +16,6 @@ if TYPE_CHECKING:
     from ..records import RunnerSpec
     from ..runner import Runner
 
-# TEMPORARY, until the LiteRT runner's RunnerSpec carries ``board="edgeconv_tflite.board"`` (the lead's change in
-# edgeconv_tflite/hooks.py; onnxruntime's already does): its board half by module name (read as a file, never imported).
-_BOARD_HALVES_UNTIL_SPECS_SAY = {
-    "tflite": "edgeconv_tflite.board",
-}
-
-
 def place_runner(place: str, model: Model, spec: RunnerSpec | None, options: dict[str, Any]) -> Runner:
     """The runner that runs ``model`` at ``place`` (a board name) through ``spec``'s board half."""
     from .board import BoardRunner
@@ -32,7 +25,7 @@ def place_runner(place: str, model: Model, spec: RunnerSpec | None, options: dic
     if spec is None:
         raise ToolchainMissing(f"no runner is installed for {model.form!r} models, so none can run on board "
                                f"{place!r}", file=model.path, stage="verify")
-    half = spec.board or _BOARD_HALVES_UNTIL_SPECS_SAY.get(model.form)
+    half = spec.board
     if not half:
         raise ToolchainMissing(f"the {spec.name} runner has no board half: {model.form!r} models cannot run on a "
                                f"board yet (board {place!r})", file=model.path, stage="verify")

@@ -442,7 +442,7 @@ class Agent:
         return {"arrays": specs}, data
 
     def op_time(self, header, payload):
-        """The timing loop of ``edgeconv.verify.bench.latency``, run here: no network in the timed section."""
+        """The timing loop of ``edgeconv.verification.bench.latency``, run here: no network in the timed section."""
         from time import perf_counter
 
         session = self.need_session()

@@ -1,5 +1,5 @@
 """The stages of a conversion, each a small module the pipeline calls in order: import (``importing``), route
-(``routing``), pre-check and optimize (``optimizing``), export (``exporting``). Verification is ``edgeconv.verify``."""
+(``routing``), pre-check and optimize (``optimizing``), export (``exporting``). Verification is ``edgeconv.verification``."""
 
 from __future__ import annotations
 

@@ -333,7 +333,7 @@ class ModelRunner:
                  threads: int | None = None) -> None:
         from ..api import load
         from ..artifacts import open_artifact as load_artifact
-        from ..verify.runners import make_runner
+        from ..verification.runners import make_runner
 
         p = Path(model)
         if p.is_dir():
@@ -354,7 +354,7 @@ class ModelRunner:
         self.output_name = self.source_io.outputs[0].name
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        from ..verify.fidelity import adapt_inputs, adapt_outputs
+        from ..verification.fidelity import adapt_inputs, adapt_outputs
 
         feed = adapt_inputs({self.input_name: x}, self.source_io, self.model.io)
         raw = self.runner.infer(feed)

@@ -14,11 +14,7 @@ from __future__ import annotations
 
 import os
 
-try:
-    from edgeconv.plugin import child_env, python_argv, run_child  # type: ignore[attr-defined]
-except ImportError:  # plugin API: pending -- edgeconv.plugin does not export the worker API yet
-    from edgeconv.worker import child_env, python_argv  # plugin API: pending
-    from edgeconv.worker import run as run_child  # plugin API: pending
+from edgeconv.plugin import child_env, python_argv, run_child
 
 __all__ = ["cann_env", "child_env", "python_argv", "run_child"]
 

@@ -111,7 +111,7 @@ class PteSession:
         return dict(zip(self.output_names, self.run([feed[n] for n in self.input_names])))
 
     def time_runs(self, feed, runs=50, warmup=5, max_seconds=10.0):
-        """Milliseconds per inference, timed here (``edgeconv.verify.bench.latency``'s loop)."""
+        """Milliseconds per inference, timed here (``edgeconv.verification.bench.latency``'s loop)."""
         arrays = [feed[n] for n in self.input_names]
         for _ in range(warmup):
             self.run(arrays)

@@ -11,6 +11,12 @@ from edgeconv.plugin import Importer, Option, Requirement, RunnerSpec, Target, h
 HINT = 'pip install "edgeconv[openvino]" (from a checkout: pip install -e "./core[openvino]" -e ./plugins/edgeconv-openvino)'
 OPENVINO = Requirement("OpenVINO", HINT, modules=("openvino",))
 
+EDGECONV_API = "1.0"  # the plugin API this plugin is written against (docs/hooks.md)
+
+# What an IR's manifest may set for the runner (exactly what the exporter writes): data, nothing to execute.
+RUNNER_OPTIONS = {"device": str, "precision_hint": str, "performance_hint": str, "num_streams": str,
+                  "inference_num_threads": int}
+
 OPTIONS = (
     # where it runs, and how (all recorded in the manifest's runner_options)
     Option("device", str, "CPU", "OpenVINO device to pre-check, quantize for and verify on: CPU, GPU, GPU.1, NPU, ..."),
@@ -69,4 +75,5 @@ def register_targets(register):
 @hookimpl
 def register_runners(register):
     register(RunnerSpec(form="openvino", name="openvino", factory="edgeconv_openvino.runner:OVRunner",
-                        requirements=(OPENVINO,)))
+                        requirements=(OPENVINO,), options=RUNNER_OPTIONS, tuning="edgeconv_openvino.runner:tuning",
+                        tracer="edgeconv_openvino.trace:TRACER"))

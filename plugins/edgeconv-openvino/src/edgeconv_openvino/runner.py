@@ -223,3 +223,13 @@ def load_ir(source: Any, *, input_shapes: dict[str, tuple[int, ...]] | None = No
     if input_shapes:
         io = io.pinned(input_shapes, file=str(path))
     return Model(form="openvino", io=io, path=path, meta={"openvino": ov.__version__.split("-")[0]})
+
+
+def tuning(threads: int | None = None) -> list[dict[str, Any]]:
+    """The runner settings ``--precision auto`` may time for an IR (the first: the artifact's own). Only settings
+    that change speed, not numbers: the precision hint changes the arithmetic and is a candidate of its own. Thread
+    counts are searched only when the user gave none and there is more than one core."""
+    out: list[dict[str, Any]] = [{}, {"performance_hint": "throughput"}]
+    if threads is None and (os.cpu_count() or 1) > 1:
+        out.append({"inference_num_threads": 1})
+    return out

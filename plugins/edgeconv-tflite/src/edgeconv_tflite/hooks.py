@@ -9,6 +9,11 @@ from __future__ import annotations
 import edgeconv.plugin
 from edgeconv.plugin import Option, Requirement, RunnerSpec, Target
 
+EDGECONV_API = "1.0"  # the plugin API this plugin is written against (docs/hooks.md)
+
+# What a .tflite's manifest may set for the LiteRT runner (exactly what the exporter writes): data only.
+RUNNER_OPTIONS = {"tensor_names": dict, "num_threads": int, "xnnpack": bool}
+
 HINT = 'pip install "edgeconv[tflite]" (from a checkout: pip install -e "./core[tflite]" -e ./plugins/edgeconv-tflite)'
 
 TENSORFLOW = Requirement("TensorFlow (tf.lite.TFLiteConverter)", HINT, modules=("tensorflow",))
@@ -66,4 +71,5 @@ def register_targets(register):
 @edgeconv.hookimpl
 def register_runners(register):
     register(RunnerSpec(form="tflite", name="litert", factory="edgeconv_tflite.runner:LiteRTRunner",
-                        requirements=(LITERT,)))
+                        requirements=(LITERT,), options=RUNNER_OPTIONS, board="edgeconv_tflite.board",
+                        tuning="edgeconv_tflite.runner:tuning", tracer="edgeconv_tflite.trace:TRACER"))

@@ -147,3 +147,13 @@ def _onnx_nodes(path: Any, index: int, subgraph: int = 0) -> tuple[list[str], li
         return nodes, feeders[:6]
     except (OSError, ValueError, KeyError, AttributeError, TypeError):
         return [], []
+
+
+def tuning(threads: int | None = None) -> list[dict[str, Any]]:
+    """The runner settings ``--precision auto`` may time for a .tflite (the first: the artifact's own): LiteRT's
+    default XNNPACK delegate or its reference kernels; thread counts only when the user gave none and there is more
+    than one core."""
+    out: list[dict[str, Any]] = [{}, {"xnnpack": False}]
+    if threads is None and (os.cpu_count() or 1) > 1:
+        out.append({"num_threads": 1})
+    return out

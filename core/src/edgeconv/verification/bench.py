@@ -76,7 +76,7 @@ def peak_memory(form: str, path: Path, runner_options: dict[str, Any], feed_file
     job = json.dumps({"form": form, "path": str(Path(path).absolute()), "options": runner_options,
                       "feed": str(Path(feed_file).absolute())})
     try:  # an isolated child in a scratch folder: nothing from the user's folder is imported (docs/security.md)
-        done = worker.run(worker.python_argv(module="edgeconv.verify.bench", args=[job]), timeout=timeout,
+        done = worker.run(worker.python_argv(module="edgeconv.verification.bench", args=[job]), timeout=timeout,
                           what="the peak-memory probe")
     except (ToolchainFailed, ToolchainMissing) as exc:
         return {"error": exc.cause}
