@@ -309,6 +309,31 @@ def test_disabling_the_built_in_stage_runner_still_converts(tmp_path, digits):
     assert proc.returncode == 0, proc.stderr
 
 
+# -- 13. calibration images are opened by their suffix, not by content ------------------------------------------------
+def test_a_postscript_file_named_png_never_reaches_ghostscript(tmp_path, monkeypatch):
+    """Pillow identifies an EPS by content and renders it with Ghostscript (``gs``) when loaded; a calibration
+    folder is read only as the formats the suffixes name, so the EPS plugin is never asked."""
+    from PIL import EpsImagePlugin, Image
+
+    from edgeconv.data import load_dataset
+    from edgeconv.errors import BadInput
+    from edgeconv.model import IOContract, TensorSpec
+
+    asked = []
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", lambda *a, **k: asked.append(a) or (_ for _ in ()).throw(
+        RuntimeError("Ghostscript started")))
+    monkeypatch.setattr(EpsImagePlugin, "has_ghostscript", lambda: True)
+    folder = tmp_path / "calib"
+    folder.mkdir()
+    Image.new("RGB", (8, 8), (10, 20, 30)).save(folder / "a.png")
+    (folder / "b.png").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n0 0 moveto showpage\n%%EOF\n")
+    io = IOContract(inputs=(TensorSpec("x", (1, 3, 8, 8), "float32"),), outputs=(TensorSpec("y", (1, 2), "float32"),))
+    with pytest.raises(BadInput) as e:
+        load_dataset(folder, io, what="--calib")
+    assert Path(e.value.file).name == "b.png" and "not a PNG image" in str(e.value)
+    assert not asked
+
+
 # -- 14. one broken plugin does not take the CLI down ----------------------------------------------------------------
 BROKEN = {
     "raises_commands": "import edgeconv.plugin as p\n@p.hookimpl\ndef register_commands(app):\n    raise RuntimeError('boom')\n",
