@@ -83,11 +83,7 @@ def prune(
         raise BadInput(f"finetune must be callable (called as finetune(module)), not a {type(finetune).__name__}",
                        stage="prune")
     original = module.eval()
-    names = {id(m): n for n, m in original.named_modules()}
-    keep = [i if isinstance(i, str) else names.get(id(i)) for i in ignored_layers]
-    known = set(names.values())
-    if any(n is None or n not in known for n in keep):
-        raise BadInput("ignored_layers must name modules of the model (a module or its dotted name)", stage="prune")
+    keep = _ignored_names(original, ignored_layers)
     with torch.inference_mode():
         ref_out = _flat(original(*example))
     ref_shapes = [tuple(t.shape) for t in ref_out]
@@ -108,15 +104,7 @@ def prune(
     prune_s = time.perf_counter() - started
     ignored_names = [n for n, m in pruned.named_modules() if any(m is i for i in ignored)]
 
-    tuned: dict[str, Any] | None = None
-    if finetune is not None:
-        started = time.perf_counter()
-        returned = finetune(pruned)
-        if isinstance(returned, torch.nn.Module):
-            pruned = returned
-        tuned = {"callback": getattr(finetune, "__qualname__", type(finetune).__name__),
-                 "seconds": round(time.perf_counter() - started, 3)}
-        pruned.eval()
+    pruned, tuned = _finetune(torch, pruned, finetune)
     after = _measure(pruned, example, evaluate, runs)
 
     report: dict[str, Any] = {
@@ -141,6 +129,29 @@ def prune(
                               "drop_pp": round((before["accuracy"] - after["accuracy"]) * 100, 4),
                               "samples": evaluate.samples}
     return PruneResult(pruned, report)
+
+
+def _ignored_names(module: Any, ignored_layers: Sequence[Any]) -> list[str]:
+    """``ignored_layers`` (modules or dotted names) as the model's module names; anything else is bad input."""
+    names = {id(m): n for n, m in module.named_modules()}
+    keep = [i if isinstance(i, str) else names.get(id(i)) for i in ignored_layers]
+    known = set(names.values())
+    if any(n is None or n not in known for n in keep):
+        raise BadInput("ignored_layers must name modules of the model (a module or its dotted name)", stage="prune")
+    return keep
+
+
+def _finetune(torch: Any, pruned: Any, finetune: Callable[[Any], Any] | None) -> tuple[Any, dict[str, Any] | None]:
+    """Run the user's fine-tuning callback on the pruned module (in place, or the module it returns), timed."""
+    if finetune is None:
+        return pruned, None
+    started = time.perf_counter()
+    returned = finetune(pruned)
+    if isinstance(returned, torch.nn.Module):
+        pruned = returned
+    pruned.eval()
+    return pruned, {"callback": getattr(finetune, "__qualname__", type(finetune).__name__),
+                    "seconds": round(time.perf_counter() - started, 3)}
 
 
 def _torch() -> Any:
