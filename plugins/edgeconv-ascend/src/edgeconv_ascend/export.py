@@ -35,7 +35,7 @@ def export(model, job) -> Any:
         raise atc.no_atc(opts)
     proto = model.obj if model.obj is not None else onnx.load(str(model.path))
     source = model.meta.get("source_path")
-    workdir, scratch, stem = Path(job.workdir), Path(job.scratch), job.stem
+    workdir, stem = Path(job.workdir), job.stem
     amct = job.state.get(AMCT)  # the ascend.amct pass ran: this is AMCT's deploy model
 
     # The graph ATC gets, after the optimize passes: the table again, and the checks that need folded constants.
