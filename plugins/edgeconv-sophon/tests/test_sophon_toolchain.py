@@ -93,6 +93,13 @@ def test_digits_cnn_f32_f16_in_the_simulator(sophon_env, cli, digits, digits_sma
                                                                          manifest["artifact"])
     # tpu-mlir's own comparisons were kept and recorded
     assert any(c.get("cosine") is not None for c in manifest["details"]["tpu_mlir_compare"])
+    # not INT8: no precision pass, F32/F16 is model_deploy's flag
+    assert not any(p["kind"] == "precision" for p in report["passes"])
+    # a manifest is untrusted: a runner setting the runner does not declare is refused before anything runs
+    manifest["runner_options"]["per_call"] = True
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    res = cli("verify", str(digits["model"]), str(out))
+    assert res.exit_code == 2 and "runner option 'per_call' is not one the bmodel runner takes" in res.stderr
 
 
 @pytest.mark.corpus
@@ -123,8 +130,15 @@ def test_digits_int8_with_calibration_and_a_float_layer(sophon_env, cli, digits,
     assert "relu2_Relu F32" in (out / "quantize_table.txt").read_text()
     assert manifest["details"]["keep_float"]["ops"] == ["relu2_Relu"]
     rec = json.loads((out / "tpu_mlir.json").read_text())
+    # model_transform ran once: in the sophon.calibrate pass, reused by the exporter through job.state
     assert [s["tool"] for s in rec["steps"]] == ["model_transform", "run_calibration", "model_deploy"]
     assert "--quantize_table" in rec["steps"][2]["args"]
+    calibrate = report["passes"][-1]
+    assert calibrate["name"] == "sophon.calibrate" and calibrate["kind"] == "precision"
+    assert calibrate["table_sha256"] == manifest["tools"]["calibration_table_sha256"]
+    assert calibrate["calibration"]["samples_used"] == 64 and calibrate["settings"]["input_num"] == 64
+    assert rec["steps"][2]["args"][rec["steps"][2]["args"].index("--calibration_table") + 1].endswith(
+        "calibration_table")
 
 
 def _overflowing_model(path: Path) -> Path:

@@ -3,13 +3,18 @@ behind the lazy references of the records, and tpu-mlir runs in its own environm
 
 from __future__ import annotations
 
-from edgeconv.plugin import Option, Requirement, RunnerSpec, Target, hookimpl
+from edgeconv.plugin import DeviceCatalogue, Option, Pass, Requirement, RunnerSpec, Target, hookimpl
 
 from .toolchain import SOPHON, TPU_MLIR_VERSION
+
+EDGECONV_API = "1.0"  # the plugin API this plugin is written against (docs/hooks.md)
 
 CHIPS = ("bm1684x", "bm1688", "cv186x")
 # edgeconv precision -> model_deploy --quantize
 QUANTIZE = {"fp32": "F32", "fp16": "F16", "bf16": "BF16", "int8": "INT8"}
+
+# What a .bmodel's manifest may set for the cmodel runner (exactly what the exporter writes): data only.
+RUNNER_OPTIONS = {"chip": str, "quantize": str, "tpu_mlir": str, "output_names": list}
 
 TOOLCHAIN = Requirement(
     f"the tpu-mlir {TPU_MLIR_VERSION} toolchain environment (Python 3.10)",
@@ -58,12 +63,22 @@ def register_targets(register):
             options=OPTIONS,
             requirements=(TOOLCHAIN,),
             exporter="edgeconv_sophon.export:export",
+            # INT8 calibration is a pass (its table handed to model_deploy); F32/F16/BF16 are model_deploy's flag.
+            precision_passes={"int8": ("sophon.calibrate",)},
             doctor="edgeconv_sophon.export:doctor",
             devices=("tpu",),
             description="tpu-mlir (model_transform -> run_calibration -> model_deploy) in an isolated Python 3.10 "
                         "environment; verified in tpu-mlir's cmodel simulator (simulated, not on a device)",
         )
     )
+
+
+@hookimpl
+def register_passes(register):
+    register(Pass(name="sophon.calibrate", form="onnx", kind="precision", run="edgeconv_sophon.passes:calibrate",
+                  requirements=(TOOLCHAIN,),
+                  description="INT8: tpu-mlir's model_transform then run_calibration on --calib (in the sophon "
+                              "toolchain environment); the calibration table goes to model_deploy"))
 
 
 @hookimpl
@@ -74,5 +89,11 @@ def register_runners(register):
             name="tpu-mlir cmodel",
             factory="edgeconv_sophon.runner:CmodelRunner",
             requirements=(TOOLCHAIN,),
+            options=RUNNER_OPTIONS,
         )
     )
+
+
+@hookimpl
+def register_devices(register):
+    register(DeviceCatalogue(package="edgeconv_sophon", resource="devices.toml"))

@@ -8,6 +8,10 @@ contract (tpu-mlir renames them, e.g. ``logits`` -> ``logits_Gemm`` or ``logits_
 
 Everything this runner measures is *simulated*: the numbers are the cmodel's (bit-accurate to the chip, per Sophgo),
 the latency is the simulator's on this host's CPU and says nothing about the device's.
+
+A manifest may set only ``chip``, ``quantize``, ``tpu_mlir`` and ``output_names`` (``hooks.RUNNER_OPTIONS``; the core
+refuses anything else): the bridge's interpreter is the sophon toolchain environment on this host, never a path from
+a manifest; ``per_call`` and the timeouts are for the caller (the toolchain test), not for a manifest.
 """
 
 from __future__ import annotations

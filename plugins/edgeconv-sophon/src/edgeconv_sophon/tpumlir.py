@@ -18,8 +18,12 @@ The tools and the arguments edgeconv uses (tpu-mlir 1.30.2, as ``--help`` prints
 tpu-mlir's own comparisons are kept, at tpu-mlir's own tolerances, and recorded (``min_similarity`` per compare);
 when one fails, the step is run again without it (``compare_failed``) and the build goes on: edgeconv's fidelity
 contract decides, on its own data, whether the bmodel is good. The quantize table has one ``op_name mode`` per line.
-Each tool runs as ``python -c TOOL_MAIN tool workdir args...`` in the environment (no shell): ``tpu_mlir.entry``
-sets the tools' environment and runs them, as the wheel's console scripts do.
+Each tool runs as ``python -I -c TOOL_MAIN tool workdir args...`` in the environment (``ToolchainEnv.run``: the core's
+worker -- isolated, no shell, an explicit environment, a timeout): ``tpu_mlir.entry`` sets the tools' environment and
+runs them, as the wheel's console scripts do. TOOL_MAIN sends the tool's stderr into its stdout, so that tpu-mlir's
+comparison headers (stderr) and results (stdout) are read in the order they were printed. (In a tpu-mlir image set up
+with ``envsetup.sh`` instead of the wheel, TOOL_MAIN starts the tool script found on that environment's PATH, an
+argument list, no shell.)
 """
 
 from __future__ import annotations
@@ -34,6 +38,12 @@ TOOL_MAIN = """\
 import os, sys
 tool, workdir, args = sys.argv[1], sys.argv[2], sys.argv[3:]
 os.chdir(workdir)
+# One stream, in the order things happen: tpu-mlir prints "[Running]: npz_tool.py compare A B" on stderr and the
+# comparison's result on stdout; the worker reads the two pipes apart, so stderr joins stdout here (the tools'
+# children inherit it), line-buffered.
+os.dup2(1, 2)
+sys.stdout.reconfigure(line_buffering=True)
+sys.stderr.reconfigure(line_buffering=True)
 try:
     import tpu_mlir.entry as entry
 except ImportError:  # a tpu-mlir image set up with envsetup.sh instead of the wheel: the tools are on PATH
@@ -45,6 +55,11 @@ except ImportError:  # a tpu-mlir image set up with envsetup.sh instead of the w
 sys.argv = [tool + ".py", *args]
 sys.exit(getattr(entry, tool)() or 0)
 """
+
+# The tools' own Python children (tpu-mlir starts npz_tool.py etc. with a shell, not isolated) write unbuffered, so
+# that their lines land between the tool's "[Running]" and "[Success]" lines (the interpreter TOOL_MAIN runs in is
+# isolated, -I, and ignores this; it sets its own line buffering).
+TOOL_ENV = {"PYTHONUNBUFFERED": "1"}
 
 VERSION_MAIN = """\
 import importlib.metadata as m
@@ -255,7 +270,7 @@ def run_tool(env, tool: str, args: list[str], *, workdir: Path, log: Path, timeo
     """Run one tpu-mlir tool in the toolchain environment. When only tpu-mlir's own comparison failed, it is
     recorded and the step runs again without it; any other failure is ``ToolchainFailed`` (exit 4) naming the
     tool, its first error line and the kept log."""
-    res = env.run(["-c", TOOL_MAIN, tool, str(workdir), *args], cwd=workdir, timeout=timeout, log=log)
+    res = env.run(["-c", TOOL_MAIN, tool, str(workdir), *args], cwd=workdir, timeout=timeout, log=log, env=TOOL_ENV)
     res["tool"] = tool
     res["compares"] = compares(res["output"])
     res["args"] = args
@@ -267,7 +282,7 @@ def run_tool(env, tool: str, args: list[str], *, workdir: Path, log: Path, timeo
         first = res
         args = without_validation(tool, args)
         res = env.run(["-c", TOOL_MAIN, tool, str(workdir), *args], cwd=workdir, timeout=timeout,
-                      log=log.with_name(log.stem + ".retry.log"))
+                      log=log.with_name(log.stem + ".retry.log"), env=TOOL_ENV)
         res.update(tool=tool, args=args, compares=first["compares"], compare_failed=True,
                    first_seconds=first["seconds"])
     if not res["ok"]:
