@@ -31,6 +31,33 @@ def test_the_issue_s_devices_are_there():
     assert by_target["jetson-orin-nano"] == by_target["jetson-agx-orin"] == "tensorrt"
 
 
+def _catalogues() -> dict[str, dict]:
+    """Each registered catalogue's profiles as its TOML file holds them, by the plugin that ships it."""
+    import tomllib
+    from importlib.resources import files
+
+    return {cat.plugin or cat.package: tomllib.loads((files(cat.package) / cat.resource).read_text("utf-8"))["devices"]
+            for cat in registry().devices.values()}
+
+
+def test_a_plugin_s_profiles_ship_with_the_plugin_and_nowhere_else():
+    cats = _catalogues()
+    # the profiles of the vendor targets moved out of the core's catalogue into their plugins (register_devices)
+    for plugin, names in {"tensorrt": {"jetson-orin-nano", "jetson-agx-orin"}, "ascend": {"atlas-200", "atlas-300i-pro"},
+                          "sophon": {"sophon-se7"}}.items():
+        assert set(cats[plugin]) == names, plugin
+        assert {CATALOGUE[n].provider for n in names} == {plugin}
+    core = cats["edgeconv.builtins.onnxruntime"]
+    assert not {d["target"] for d in core.values()} & {"tensorrt", "ascend", "sophon", "rknn"}
+    # the CPU fallbacks of those devices stay in the core (their target is the core's onnxruntime)
+    assert core["jetson-nano"]["target"] == core["sophon-se5"]["target"] == "onnxruntime"
+    seen: dict[str, str] = {}
+    for plugin, devices in cats.items():
+        for name in devices:
+            assert name not in seen, f"{name} is in the catalogues of both {seen[name]} and {plugin}"
+            seen[name] = plugin
+
+
 @pytest.mark.parametrize("name", sorted(CATALOGUE))
 def test_profile_is_consistent_with_its_target(name):
     dev = CATALOGUE[name]
