@@ -28,6 +28,7 @@ from .errors import BadInput, ToolchainMissing
 from .report import DEMO_SCHEMA, MANIFEST_SCHEMA, SCHEMA, human_size
 
 HINT = 'pip install "edgeconv[report]" (or pip install matplotlib)'
+LAYERS_SCHEMA = "edgeconv.layers/1"  # edgeconv debug layers (edgeconv.debug.layers.SCHEMA)
 MANIFEST_LIMIT = 200_000  # characters of a manifest shown in the page
 
 _STATUS_COLOUR = {"pass": "#1a7f37", "fail": "#cf222e", "not-run": "#9a6700", "error": "#cf222e"}
@@ -74,12 +75,18 @@ def load_document(path: str | Path) -> dict[str, Any]:
 def check_document(doc: Any, where: str = "<report>") -> None:
     """A report or a demo document, with the fields the page needs."""
     schema = doc.get("schema") if isinstance(doc, dict) else None
+    if schema == LAYERS_SCHEMA:
+        if not isinstance(doc.get("layers"), list) or not isinstance(doc.get("first_diverging"), dict):
+            raise BadInput("not an edgeconv layers document (no 'layers' or 'first_diverging')", file=where,
+                           stage="report")
+        return
     if schema == SCHEMA:
         reports = [doc]
     elif schema == DEMO_SCHEMA and isinstance(doc.get("results"), list):
         reports = doc["results"]
     else:
-        raise BadInput(f"not an edgeconv report (schema {schema!r}; expected {SCHEMA!r} or {DEMO_SCHEMA!r})",
+        raise BadInput(f"not an edgeconv report (schema {schema!r}; expected {SCHEMA!r}, {DEMO_SCHEMA!r} or "
+                       f"{LAYERS_SCHEMA!r})",
                        file=where, stage="report")
     for n, r in enumerate(reports):
         if not isinstance(r, dict) or not isinstance(r.get("verdict"), dict) or "target" not in r:
@@ -109,6 +116,8 @@ def render_html(doc: dict[str, Any]) -> str:
     """The whole page for a report or a demo document, as a string."""
     check_document(doc)
     require_plotting()
+    if doc.get("schema") == LAYERS_SCHEMA:
+        return _layers_page(doc)
     items = variants(doc)
     single = doc.get("schema") == SCHEMA
     status = _overall(items)
@@ -120,6 +129,7 @@ def render_html(doc: dict[str, Any]) -> str:
         "</header>",
         _summary_single(items[0]) if single else _summary_many(items),
         _auto_section(items[0]) if single and items[0].get("auto") else "",
+        _layers_section(items[0]["layers"]) if single and isinstance(items[0].get("layers"), dict) else "",
         _comparison(items),
         _latency_section(items),
     ]
@@ -514,6 +524,100 @@ def _kde(x: Any, coords: Any) -> Any:
     from matplotlib import mlab
 
     return mlab.GaussianKDE(x, "scott").evaluate(coords)
+
+
+# -- layer by layer (edgeconv debug layers) ----------------------------------------------
+def _layers_page(doc: dict[str, Any]) -> str:
+    """A layers document on its own page: the verdict lines, the per-layer plot and table, the JSON."""
+    status = "fail" if any((doc.get("first_diverging") or {}).values()) else "pass"
+    title = (f"{Path(str(doc.get('source') or 'model')).name} → {doc.get('target', '?')} "
+             f"{doc.get('precision', '')}, layer by layer")
+    raw = json.dumps(doc, indent=1, default=str)
+    body = "\n".join([
+        f'<header><h1>{_e(title)}</h1>{_badge(status)}<p class="meta">edgeconv debug layers · rendered '
+        f'{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M UTC} by edgeconv {_e(__version__)} · artifact '
+        f'<code>{_e(doc.get("artifact"))}</code></p></header>',
+        _layers_section(doc),
+        f'<section><details><summary>The JSON document ({len(raw):,} characters)</summary><pre>{_e(raw)}</pre>'
+        "</details></section>",
+    ])
+    return _PAGE.format(title=_e(title), css=_CSS, body=body)
+
+
+def _layers_section(doc: dict[str, Any]) -> str:
+    """Per matched tensor in graph order: the plot (SQNR and cosine, accumulated and isolated, the gates, the first
+    diverging layer) and the same numbers in a table."""
+    rows = doc.get("layers") or []
+    first = doc.get("first_diverging") or {}
+    lines = []
+    for mode, what in (("accumulated", "the artifact fed its own tensors"),
+                       ("isolated", "each layer fed the source's tensors")):
+        r = first.get(mode)
+        if mode == "isolated" and not doc.get("isolated"):
+            lines.append("isolated: not offered by this runtime")
+        elif r is None:
+            lines.append(f"{mode} ({what}): no layer misses the gates")
+        else:
+            fused = f" (with {', '.join(map(str, r['fused'][:4]))})" if r.get("fused") else ""
+            lines.append(f"first diverging layer, {mode} ({what}): node {r['node']!r} ({r['op_type']}){fused}, "
+                         f"tensor {r['tensor']!r}: {'; '.join(r.get('failures') or [])}")
+    gates = ", ".join(f"{k} {v:g}" for k, v in (doc.get("gates") or {}).items())
+    head = (f"<p>{_e(doc.get('matched'))} of {_e((doc.get('reference') or {}).get('tensors'))} reference tensors "
+            f"matched on {_e((doc.get('data') or {}).get('samples'))} sample(s); gates at "
+            f"{_e(doc.get('precision'))}: {_e(gates)}</p><ul>" + "".join(f"<li>{_e(ln)}</li>" for ln in lines) + "</ul>")
+    table_rows = []
+    for r in rows:
+        cells = [_num(r.get("index"), "d"), f"<code>{_e(r.get('node'))}</code>", _e(r.get("op_type")),
+                 f"<code>{_e(r.get('tensor'))}</code>"]
+        for mode in ("accumulated", "isolated"):
+            m = r.get(mode) or {}
+            cells += [_num(m.get("cosine"), ".6f"), _num(m.get("sqnr_db"), ".1f"), _num(m.get("max_abs"), ".3g"),
+                      _yes(m.get("pass")) if m else "–"]
+        table_rows.append(cells)
+    table = _table(["#", "node", "op", "tensor", "acc cosine", "acc SQNR dB", "acc max abs", "acc pass",
+                    "iso cosine", "iso SQNR dB", "iso max abs", "iso pass"], table_rows, "num")
+    notes = "".join(f"<li>{_e(n)}</li>" for n in [*(doc.get("notes") or []), *(doc.get("warnings") or [])])
+    return ('<section><h2 id="layers">Layer by layer</h2>' + head + _layers_figure(doc) + table
+            + (f"<ul class=\"warn\">{notes}</ul>" if notes else "") + "</section>")
+
+
+def _layers_figure(doc: dict[str, Any]) -> str:
+    """SQNR (top) and cosine (bottom) per matched tensor in graph order; dashed lines: the gates; red: the first
+    diverging layer."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    rows = doc.get("layers") or []
+    if not rows:
+        return ""
+    x = np.arange(len(rows))
+    gates = doc.get("gates") or {}
+    first = {m: (doc.get("first_diverging") or {}).get(m) for m in ("accumulated", "isolated")}
+    with _rc():
+        fig = Figure(figsize=(10, 5.2))
+        axes = fig.subplots(2, 1, sharex=True)
+        for ax, key, label in ((axes[0], "sqnr_db", "SQNR (dB)"), (axes[1], "cosine", "cosine")):
+            for mode, colour in (("accumulated", "#0969da"), ("isolated", "#8250df")):
+                ys = np.array([np.nan if (r.get(mode) or {}).get(key) is None else float(r[mode][key]) for r in rows])
+                if key == "sqnr_db":  # exact matches (200 dB) would flatten the rest of the plot
+                    ys = np.minimum(ys, 120.0)
+                if np.isfinite(ys).any():
+                    ax.plot(x, ys, marker="o", markersize=3, linewidth=1.2, color=colour, label=mode)
+            if key in gates:
+                ax.axhline(gates[key], color="#cf222e", linestyle="--", linewidth=1)
+            ax.set_ylabel(label)
+        for mode, r in first.items():
+            if r is not None:
+                at = next((i for i, row in enumerate(rows) if row["tensor"] == r["tensor"]), None)
+                if at is not None:
+                    for ax in axes:
+                        ax.axvline(at, color="#cf222e", linewidth=1, alpha=0.6)
+        axes[0].legend(loc="lower left", fontsize=8)
+        step = max(1, len(rows) // 40)
+        axes[1].set_xticks(x[::step], [_plain(str(r.get("node") or r.get("tensor")))[:24] for r in rows[::step]],
+                           rotation=60, ha="right", fontsize=7)
+        return _svg_img(fig, "Per-layer SQNR and cosine against the source, in graph order; dashed lines are the "
+                             "gates, the red line the first diverging layer.")
 
 
 # -- one variant in detail ----------------------------------------------------------------

@@ -21,7 +21,7 @@ from .._version import __version__
 from ..errors import EXIT_FAILED, EXIT_TOOLCHAIN
 from .common import STATE, echo_err, error
 
-COMMAND_MODULES = ("convert", "verify", "inspect", "info", "demo", "toolchain", "boards", "matrix")
+COMMAND_MODULES = ("convert", "verify", "inspect", "info", "demo", "toolchain", "boards", "matrix", "debug")
 
 
 def _version(value: bool) -> None:
