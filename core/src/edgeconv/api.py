@@ -36,8 +36,10 @@ def convert(source: Any, target: str = "onnxruntime", *, status: Callable[[str],
 
 def run(req: ConversionRequest, *, status: Callable[[str], None] | None = None, **steer: Any) -> Result:
     """Carry out a request built once (``ConversionRequest.build``): the CLI, auto and the matrix come here."""
-    if req.auto:
-        return auto.convert_auto(req, status=status, **steer)
+    if req.auto:  # the layer fallback traces the int8 artifact first (the strategies do not import each other)
+        from .debug.ranking import rank_by_trace
+
+        return auto.convert_auto(req, status=status, trace_ranking=rank_by_trace, **steer)
     if steer:
         raise TypeError(f"convert() got {sorted(steer)[0]!r}, which only applies with precision='auto'")
     return pipeline.run(req, status)

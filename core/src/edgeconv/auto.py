@@ -8,8 +8,13 @@ pipeline's public stages; the pipeline never imports it.
    each built into a scratch folder (``pipeline.build``) and verified against the source on the user's data
    (``pipeline.verify_built``) -- exactly what ``edgeconv convert -p <precision>`` would report.
 3. **Sensitive-layer fallback** ("mixed"): when int8 misses the accuracy budget and the target takes
-   ``keep_float``, ``edgeconv.sensitivity`` ranks the ONNX nodes the target receives by their INT8 error and
-   searches the smallest set that, kept in float, meets the budget; every trial is a real int8 build on the target.
+   ``keep_float``, the ONNX nodes the target receives are ranked by their INT8 error and the smallest set that, kept
+   in float, meets the budget is searched (``edgeconv.sensitivity.search``); every trial is a real int8 build on the
+   target. The ranking: first the *trace ranking* where the int8 artifact's runtime exposes its tensors (the built
+   artifact traced layer by layer against the float model: ``edgeconv.debug.ranking``, handed in by the API since
+   the strategies do not import each other), with at most ``TRACE_TRIALS`` builds; then, when that finds no set
+   (or no tracer exists), the simulated ranking (``edgeconv.sensitivity.rank``: one node at a time in fake-quant).
+   The report's ``sensitivity.ranking`` says which ranking the result came from.
 4. **Runtime settings**: for each candidate that meets the accuracy, fidelity and size budgets, the runner settings
    its runner offers for tuning (``RunnerSpec.tuning``: backend knowledge stays in the backend) are timed, all
    candidates and settings interleaved in rounds so that load on the machine hits them alike.
@@ -48,6 +53,7 @@ from .verification.runners import make_runner
 DEFAULT_MAX_ACCURACY_DROP = 1.0  # percentage points, when --precision auto is given no --max-accuracy-drop
 AUTO_PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 MAX_FALLBACK_TRIALS = 8  # int8 builds the sensitive-layer search may make
+TRACE_TRIALS = 4  # of those, the builds the search over the trace ranking may make
 SENSITIVITY_SAMPLES = 16  # evaluation samples for ranking the layers (calibration: 2x)
 
 
@@ -79,6 +85,7 @@ class Session:
     defaulted: bool
     candidates: list[dict[str, Any]] = field(default_factory=list)
     errors: list[EdgeconvError] = field(default_factory=list)
+    trace_ranking: Callable[..., Any] | None = None  # edgeconv.debug.ranking.rank_by_trace, from the API
 
     def build(self, precision: str, keep: list[str] | None = None) -> dict[str, Any]:
         """Build and verify one candidate (``keep``: ONNX nodes kept in float) into its own scratch folder."""
@@ -139,10 +146,12 @@ def _precisions(tgt: Any, precisions: tuple[str, ...] | None) -> list[str]:
 
 def convert_auto(req: ConversionRequest, *, status: Callable[[str], None] | None = None,
                  precisions: tuple[str, ...] | None = None, fallback: bool = True,
-                 search_runtime: bool = True, tune: str = "quick") -> Result:
+                 search_runtime: bool = True, tune: str = "quick", trace_ranking: Callable[..., Any] | None = None
+                 ) -> Result:
     """``convert(..., precision="auto")``; ``precisions`` narrows the candidates, ``fallback=False`` skips the
     sensitive-layer search; ``tune`` (``off``, ``quick``, ``full``) is how hard the runner settings are searched
-    (``search_runtime=False`` is ``tune="off"``)."""
+    (``search_runtime=False`` is ``tune="off"``). ``trace_ranking``: ``edgeconv.debug.ranking.rank_by_trace`` (the
+    API passes it), tried before the simulated ranking."""
     if tune not in tuning.TUNE_LEVELS:
         raise BadInput(f"--tune {tune!r} must be one of {', '.join(tuning.TUNE_LEVELS)}", stage="options")
     say = status or _quiet
@@ -164,7 +173,7 @@ def convert_auto(req: ConversionRequest, *, status: Callable[[str], None] | None
         prepared = pipeline.prepare(base, scratch / "prepare", timings, say)
         if req.calibration is not None and "int8" in chosen:
             prepared.job.calibration()  # loaded once for every int8 build
-        s = Session(req, prepared, scratch, say, gate, defaulted)
+        s = Session(req, prepared, scratch, say, gate, defaulted, trace_ranking=trace_ranking)
         _build_candidates(s, chosen, notes, timings)
         sensitivity_info = _maybe_fallback(s, tgt, fallback, notes, timings) if fallback else None
         t0 = time.perf_counter()
@@ -265,36 +274,68 @@ class _Stop(Exception):
 
 
 def _fallback(s: Session) -> dict[str, Any]:
-    """Rank the layers of the ONNX model the target receives, then search the smallest float set that meets the
-    budget (real int8 builds)."""
-    s.say("fallback: ranking layers by their INT8 error")
+    """Rank the layers of the ONNX model the target receives (the trace ranking first, where the int8 artifact's
+    runtime exposes its tensors; then the simulated one), and search the smallest float set that meets the budget
+    (real int8 builds)."""
     model = s.prepared.model
     calib = [feed for feed, _ in s.prepared.job.calibration().feeds(model.io, limit=2 * SENSITIVITY_SAMPLES)]
     ds = load_dataset(s.req.data, model.io, what="--data", seed=s.req.seed, limit=SENSITIVITY_SAMPLES)
     evals = [feed for feed, _ in ds.feeds(model.io, limit=SENSITIVITY_SAMPLES)] or calib
-    t0 = time.perf_counter()
-    ranked = sensitivity.rank(model.obj, evals, calib, threads=s.req.threads, status=s.say)
-    rank_seconds = round(time.perf_counter() - t0, 3)
-    names = [r["node"] for r in ranked if r["score"] > 0]
+    int8 = next(c for c in s.candidates if c["precision"] == "int8" and not c["keep_float"])
     refused: list[str] = []
+    tried: dict[tuple[str, ...], bool] = {}
 
     def meets(keep: list[str]) -> bool:
-        entry = s.build("int8", keep)
-        if entry.get("status") == "error":  # the target cannot build it at all: no point in more trials
-            refused.append(entry["error"])
-            raise _Stop
-        return bool(entry.get("qualifies"))
+        key = tuple(sorted(keep))
+        if key not in tried:  # the same set from the other ranking is not built twice
+            entry = s.build("int8", keep)
+            if entry.get("status") == "error":  # the target cannot build it at all: no point in more trials
+                refused.append(entry["error"])
+                raise _Stop
+            tried[key] = bool(entry.get("qualifies"))
+        return tried[key]
 
+    info: dict[str, Any] = {"samples": {"calibration": len(calib), "evaluation": len(evals)}}
+    traced = _trace_rank(s, int8, evals)
+    info["trace"] = {k: v for k, v in traced.items() if k != "ranked"}
+    result, trials = sensitivity.SearchResult([], False), []
     try:
-        result = sensitivity.search(names, meets, max_trials=MAX_FALLBACK_TRIALS, status=s.say)
+        if traced.get("ranked"):
+            result = _search(s, "trace", traced["ranked"], meets, TRACE_TRIALS, info)
+            trials += result.trials
+        if not result.found:
+            s.say("fallback: ranking layers by their INT8 error (fake-quant, one node at a time)")
+            t0 = time.perf_counter()
+            ranked = sensitivity.rank(model.obj, evals, calib, threads=s.req.threads, status=s.say)
+            info["rank_seconds"] = round(time.perf_counter() - t0, 3)
+            result = _search(s, "fake-quant", ranked, meets, MAX_FALLBACK_TRIALS - len(trials), info)
+            trials += result.trials
     except _Stop:
         result = sensitivity.SearchResult([], False)
-    return {**({"stopped": refused[0]} if refused else {}),
-            "method": "quantize-dequantize one node at a time (onnxruntime), ranked by relative output error; "
-                      "then exponential search + bisection over the ranked prefix, greedy pruning; every trial "
-                      "a real int8 build on the target",
-            "ranked": ranked[:30], "candidates_ranked": len(ranked), "rank_seconds": rank_seconds,
-            "samples": {"calibration": len(calib), "evaluation": len(evals)}, **result.to_dict()}
+    return {**({"stopped": refused[0]} if refused else {}), **info, **result.to_dict(), "trials": trials}
+
+
+def _trace_rank(s: Session, int8: dict[str, Any], evals: list[dict[str, Any]]) -> dict[str, Any]:
+    """The trace ranking of the plain int8 candidate, or why there is none."""
+    if s.trace_ranking is None:
+        return {"ranked": None, "why_not": "no trace ranking was given (edgeconv.auto called without the API)"}
+    t0 = time.perf_counter()
+    model = s.prepared.model
+    out = s.trace_ranking(model.obj, model.io, int8["built"].artifact, evals, threads=s.req.threads, status=s.say)
+    return {**out, "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def _search(s: Session, ranking: str, ranked: list[dict[str, Any]], meets: Callable[[list[str]], bool],
+            max_trials: int, info: dict[str, Any]) -> sensitivity.SearchResult:
+    """The search over one ranking; ``info`` records it as the ranking used (the last one searched)."""
+    names = [r["node"] for r in ranked if r["score"] > 0 or r.get("misses_gates")]
+    trace = info.get("trace") or {}
+    info.update(ranking=ranking, ranked=ranked[:30], candidates_ranked=len(ranked),
+                ranked_by=trace.get("ranked_by") if ranking == "trace" else
+                "output SQNR with each layer alone in int8 (fake-quant on onnxruntime)",
+                method=f"{ranking} ranking, then exponential search + bisection over the ranked prefix, greedy "
+                       "pruning; every trial a real int8 build on the target")
+    return sensitivity.search(names, meets, max_trials=max(0, max_trials), status=s.say)
 
 
 # -- timing ------------------------------------------------------------------------------------------------------------

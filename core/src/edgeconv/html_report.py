@@ -307,7 +307,8 @@ def _auto_section(r: dict[str, Any]) -> str:
     sens = auto.get("sensitivity") or {}
     ranked = "".join(f"<li>{_e(x['node'])} ({_e(x['op_type'])}): {x['sqnr_db']:.1f} dB</li>"
                      for x in (sens.get("ranked") or [])[:10])
-    extra = (f"<h3>Sensitive layers</h3><p>output SQNR with each layer alone in int8 (lowest first):</p><ol>{ranked}</ol>"
+    by = sens.get("ranked_by") or "output SQNR with each layer alone in int8"
+    extra = (f"<h3>Sensitive layers</h3><p>ranked by {_e(by)}:</p><ol>{ranked}</ol>"
              f"<p>kept in float: <b>{_e(', '.join(sens.get('keep_float') or []) or 'none found')}</b> after "
              f"{len(sens.get('trials') or [])} trial build(s)</p>") if sens else ""
     notes = "".join(f"<li>{_e(n)}</li>" for n in auto.get("notes") or [])

@@ -118,7 +118,7 @@ def render_auto(auto: dict[str, Any], out: Any) -> None:
     sens = auto.get("sensitivity")
     if sens:
         top = ", ".join(f"{r['node']} ({r['sqnr_db']:.1f} dB)" for r in (sens.get("ranked") or [])[:5])
-        out.print(f"sensitive layers (alone in int8, output SQNR): {safe(top)}")
+        out.print(f"sensitive layers ({safe(sens.get('ranked_by') or 'alone in int8, output SQNR')}): {safe(top)}")
         out.print(f"kept in float: {safe(', '.join(sens.get('keep_float') or []) or 'none found')} "
                   f"after {len(sens.get('trials') or [])} trial build(s)")
     out.print(f"[bold]winner:[/] {safe(auto.get('why') or '')}")
