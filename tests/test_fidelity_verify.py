@@ -57,6 +57,70 @@ def test_progress_waits_a_few_seconds():
     assert said and said[0].startswith("verify: 5/10 samples") and "ETA 10 s" in said[0]
 
 
+def test_verification_runs_both_runners_through_the_template(digits, tmp_path: Path, monkeypatch):
+    """open/run/close of edgeconv.runner.Runner: a runtime's exception while running is one line naming the runner
+    and the model, its traceback kept as the cause (for --debug), and both runners are closed, also when the
+    artifact's runner cannot load."""
+    from edgeconv.errors import ToolchainFailed
+    from edgeconv.runner import Runner
+    from edgeconv.verification import runners
+
+    steps: list[str] = []
+    real = runners.runner_for
+
+    class Spy(Runner):
+        name = "spy"
+        fail_on: str | None = None
+
+        def __init__(self, model, inner=None, **options):
+            super().__init__(model, **options)
+            self.inner = inner
+
+        def activate(self):
+            steps.append(f"{self.name} activate")
+            if self.fail_on == "activate":
+                raise OSError("cannot map the weights")
+            self.inner.open()
+
+        def infer(self, feed):
+            if self.fail_on == "infer":
+                raise RuntimeError("kernel exploded\n  in Conv_3")
+            return self.inner.run(feed)
+
+        def deactivate(self):
+            steps.append(f"{self.name} deactivate")
+            self.inner.close()
+
+    def fake(fail_on):
+        def runner_for(model, **kw):
+            spy = Spy(model, real(model, **kw))
+            if model.path == art_path:
+                spy.name, spy.fail_on = "art", fail_on
+            else:
+                spy.name = "src"
+            return spy
+        return runner_for
+
+    src = edgeconv.load(str(digits["model"]))
+    art_path = tmp_path / "artifact.onnx"
+    art_path.write_bytes(Path(digits["model"]).read_bytes())
+    art = Model("onnx", src.io, path=art_path)
+    monkeypatch.setattr(runners, "runner_for", fake(None))
+    ok = fidelity.verify_models(src, art, data=str(digits["test"]), runs=1, warmup=0, memory=False,
+                                verify_samples=4)
+    assert ok["fidelity"][0]["pass"] and steps[:2] == ["src activate", "art activate"]
+    assert sorted(steps[2:]) == ["art deactivate", "src deactivate"]
+    for fail_on, doing, cause in (("infer", "running", RuntimeError), ("activate", "loading", OSError)):
+        steps.clear()
+        monkeypatch.setattr(runners, "runner_for", fake(fail_on))
+        with pytest.raises(ToolchainFailed) as e:
+            fidelity.verify_models(src, art, data=str(digits["test"]), runs=1, warmup=0, memory=False,
+                                   verify_samples=4)
+        assert f"art failed {doing} the onnx model" in e.value.one_line() and "\n" not in e.value.one_line()
+        assert isinstance(e.value.__cause__, cause)
+        assert {"src deactivate", "art deactivate"} <= set(steps), steps
+
+
 def test_labels_that_are_not_class_indices_are_refused(digits, tmp_path: Path):
     with np.load(digits["test"]) as z:
         x, y = z["input"][:20], z["labels"][:20]

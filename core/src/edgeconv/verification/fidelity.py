@@ -179,7 +179,7 @@ def verify_models(
     """
     from .bench import latency, peak_memory
     from .comparators import resolve
-    from .runners import make_runner
+    from .runners import runner_for
 
     say = status or (lambda msg: None)
     warnings: list[str] = []
@@ -191,13 +191,15 @@ def verify_models(
     class_labels = None
     if ds.labels is not None and comp is None and not state:
         class_labels = check_class_labels(ds.labels, "--data", ds.source)
-    src_runner = make_runner(source, threads=threads)
-    art_runner = make_runner(artifact, place=place, threads=threads, **(runner_options or {}))
-    try:
-        src_runner.activate()
-        art_runner.activate()
+    src_runner = runner_for(source, threads=threads)
+    art_runner = runner_for(artifact, place=place, threads=threads, **(runner_options or {}))
+    try:  # the Runner template: open/run/close (a runtime's exception -> one line, its traceback kept for --debug)
+        src_runner.open()
+        art_runner.open()
     except EdgeconvError as exc:
-        raise _shape_cause(exc, source, state, None) from None
+        src_runner.close()
+        art_runner.close()
+        raise _shape_cause(exc, source, state, None) from exc.__cause__
     try:
         got = collect(src_runner, art_runner, ds, source, artifact, state=state, cap=verify_samples, say=say)
         judged = judge(got, ds, source, artifact, limits, comp, options, class_labels, label_output, warnings)
@@ -207,8 +209,8 @@ def verify_models(
         src_lat = latency(src_runner, got.first_feed, runs=runs, warmup=warmup)
         runtime = {"source": src_runner.info, "artifact": art_runner.info}
     finally:
-        src_runner.deactivate()
-        art_runner.deactivate()
+        src_runner.close()
+        art_runner.close()
     mem = _memory(artifact, art_feed, scratch, runner_options, threads, warnings, say, peak_memory) if memory else {}
     return {
         "data": {**ds.describe(), "verified": got.used, "cap": verify_samples},
@@ -314,13 +316,13 @@ def collect(src: Any, art: Any, ds: Dataset, source: Model, artifact: Model, *, 
             progress = Progress(say, total)
             for feed, sl in ds.feeds(source.io, limit=cap):
                 got.first_feed = got.first_feed or feed
-                ref = src.infer(feed)
-                raw = art.infer(adapt_inputs(feed, source.io, artifact.io))
+                ref = src.run(feed)
+                raw = art.run(adapt_inputs(feed, source.io, artifact.io))
                 got.add(ref, raw, adapt_outputs(raw, source.io, artifact.io), source.io)
                 got.used = sl.stop
                 progress.update(got.used)
     except EdgeconvError as exc:
-        raise _shape_cause(exc, source, state, got.first_feed) from None
+        raise _shape_cause(exc, source, state, got.first_feed) from exc.__cause__
     if got.first_feed is None:
         raise BadInput("no verification sample could be fed (fewer samples than the model's batch size)",
                        file=ds.source, stage="verify")
@@ -339,8 +341,8 @@ def _collect_sequences(src: Any, art: Any, ds: Dataset, source: Model, artifact:
         for feed in steps:
             s_feed, a_feed = {**feed, **s_state}, {**feed, **a_state}
             got.first_feed = got.first_feed or s_feed
-            ref = src.infer(s_feed)
-            raw = art.infer(adapt_inputs(a_feed, source.io, artifact.io))
+            ref = src.run(s_feed)
+            raw = art.run(adapt_inputs(a_feed, source.io, artifact.io))
             out = adapt_outputs(raw, source.io, artifact.io)
             got.add(ref, raw, out, source.io)
             s_state = {k: ref[v] for k, v in state.items()}

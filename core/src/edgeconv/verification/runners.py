@@ -11,19 +11,21 @@ from ..runner import Runner, _arrays
 if TYPE_CHECKING:
     from ..model import Model
 
-__all__ = ["Runner", "guard", "make_runner"]
+__all__ = ["Runner", "guard", "make_runner", "runner_for"]
 
 
-def make_runner(model: Model, *, place: str | None = None, **options: Any) -> Runner:
-    """The registered runner for ``model.form``; with ``place`` (a board name, docs/boards.md), the runner that runs
-    it there through the runner's board half."""
+def runner_for(model: Model, *, place: str | None = None, **options: Any) -> Runner:
+    """The registered runner for ``model.form``, as the plugin made it: the caller uses the ``Runner`` template's
+    ``open()``, ``run(feed)`` and ``close()`` (or ``with``), which turn a runtime's own exception into a one-line
+    ``ToolchainFailed`` and keep its traceback for ``--debug``. With ``place`` (a board name, docs/boards.md), the
+    runner that runs it there through the runner's board half."""
     from ..plugins import registry
 
     spec = registry().runners.get(model.form)
     if place is not None:
         from ..places import place_runner
 
-        return guard(place_runner(place, model, spec, options))
+        return place_runner(place, model, spec, options)
     if spec is None:
         raise ToolchainMissing(
             f"no runner is installed for {model.form!r} models",
@@ -38,12 +40,19 @@ def make_runner(model: Model, *, place: str | None = None, **options: Any) -> Ru
             stage="verify",
             hint=missing[0].hint,
         )
-    return guard(load_ref(spec.factory)(model, **options))
+    return load_ref(spec.factory)(model, **options)
+
+
+def make_runner(model: Model, *, place: str | None = None, **options: Any) -> Runner:
+    """``runner_for`` with ``guard``: for callers that still call the plugin's ``activate()`` and ``infer()``
+    directly (the template's ``open``/``run``/``close`` work on it too)."""
+    return guard(runner_for(model, place=place, **options))
 
 
 def guard(runner: Runner) -> Runner:
-    """Make a runtime's own exception (a kernel that fails on these inputs, a load that fails) an
-    ``EdgeconvError`` naming the runner, the model and the stage: never an uncaught traceback.
+    """Legacy (use ``Runner.open``/``run``/``close``): make a runtime's own exception (a kernel that fails on these
+    inputs, a load that fails) an ``EdgeconvError`` naming the runner, the model and the stage: never an uncaught
+    traceback.
 
     Found by the operator coverage (the ONNX node tests): onnxruntime raised from ``run`` on a
     model it had loaded, and the conversion ended in a traceback."""
