@@ -155,7 +155,7 @@ CASES: dict[str, Case] = {
     "external-absolute": Case(_absolute, 2, ("absolute path",), "m/model.onnx"),
     "external-symlink-out": Case(_external("w.bin", _symlink), 2, ("outside the model's folder",), "m/model.onnx"),
     "external-missing": Case(_external("weights.bin"), 2, ("'weights.bin'", "is missing"), "m/model.onnx"),
-    "external-too-short": Case(_external("w.bin", _short), 2, ("cannot read its external data",), "m/model.onnx"),
+    "external-too-short": Case(_external("w.bin", _short), 2, ("cannot read the external data",), "m/model.onnx"),
     "external-nul-byte": Case(_external("w\0.bin"), 2, ("invalid external data location",), "m/model.onnx"),
     "external-name-too-long": Case(_external("w" * 300), 2, ("invalid external data location",), "m/model.onnx"),
     # graph and shapes
@@ -170,7 +170,7 @@ CASES: dict[str, Case] = {
     # data
     "calib-wrong-shape": Case(_calib_wrong_shape, 2, ("--calib", "[4,3,8,8]", "[1,3,16,16]"), "calib.npy", ("calib.npy",)),
     "calib-empty-folder": Case(_calib_empty_folder, 2, ("--calib", "no images"), "calib", ("calib",)),
-    "calib-unreadable-image": Case(_calib_bad_image, 2, ("cannot read image",), "calib/b.jpg", ("calib",)),
+    "calib-unreadable-image": Case(_calib_bad_image, 2, ("not a JPEG image",), "calib/b.jpg", ("calib",)),
     "int8-without-calib": Case(_with(["-p", "int8"]), 2, ("needs calibration data", "--calib"), "model.onnx"),
     "data-fewer-than-batch": Case(_data_fewer_than_batch, 2, ("--data", "fewer than the model's fixed batch size 4"), "data.npy", ("data.npy",)),
     # options
@@ -293,7 +293,7 @@ def test_unreadable_model_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
         raise PermissionError(13, "Permission denied", str(model))
 
     monkeypatch.setattr(onnx, "load", denied)
-    monkeypatch.setitem(cli._state, "debug", False)
+    monkeypatch.setitem(cli.STATE, "debug", False)
     handler = signal.getsignal(signal.SIGTERM)
     try:
         with pytest.raises(SystemExit) as e:

@@ -61,10 +61,18 @@ def test_existing_output_needs_force_and_is_left_untouched(cli, digits, tmp_path
     res = cli("convert", str(digits["model"]), "-o", str(out), "--no-verify")
     assert res.exit_code == 2 and "--force" in res.stderr
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    # --force replaces only edgeconv's own output folders (one with its manifest), never a folder of the user's
+    res = cli("convert", str(digits["model"]), "-o", str(out), "--no-verify", "--force")
+    assert res.exit_code == 2 and "not an edgeconv output" in res.stderr
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    out = tmp_path / "e"
+    assert cli("convert", str(digits["model"]), "-o", str(out), "--no-verify").exit_code == 0
+    res = cli("convert", str(digits["model"]), "-o", str(out), "--no-verify")
+    assert res.exit_code == 2 and "--force" in res.stderr
     res = cli("convert", str(digits["model"]), "-o", str(out), "--no-verify", "--force")
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in out.iterdir()) == ["digits_cnn.onnx", "manifest.json", "report.json"]
-    assert not list(tmp_path.glob(".o.*"))  # no staging folder, no lock file, no backup left
+    assert not list(tmp_path.glob(".e.*"))  # no staging folder, no lock file, no backup left
 
 
 def test_output_path_that_is_a_file(cli, digits, tmp_path):
