@@ -64,13 +64,18 @@ def plain_int8(det: dict[str, Path], out: Path) -> Path:
     return out
 
 
-def test_plain_int8_passes_the_whole_tensor_contract_but_fails_per_slice_and_by_its_detections(det, tmp_path,
-                                                                                              monkeypatch):
-    monkeypatch.chdir(tmp_path)  # the quantizer writes its augmented model into the working folder
-    art = plain_int8(det, tmp_path / "plain_int8.onnx")
+@pytest.fixture(scope="module")
+def plain(det, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("plain")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(folder)  # the quantizer writes its augmented model into the working folder
+        return plain_int8(det, folder / "plain_int8.onnx")
+
+
+def test_plain_int8_passes_the_whole_tensor_contract_but_fails_per_slice_and_by_its_detections(det, plain):
     from edgeconv import verify
 
-    res = verify(str(det["model"]), str(art), precision="int8", data=str(det["data"]), task="detection",
+    res = verify(str(det["model"]), str(plain), precision="int8", data=str(det["data"]), task="detection",
                  memory=False, runs=2)
     rep = res.report
     f = rep["fidelity"][0]
@@ -89,6 +94,42 @@ def test_plain_int8_passes_the_whole_tensor_contract_but_fails_per_slice_and_by_
     acc = rep["accuracy"]
     assert acc["metric"] == "mAP@0.5" and acc["source"] >= 0.9 and acc["drop_pp"] > 2 and acc["pass"] is False
     assert rep["verdict"]["status"] == "fail" and res.exit_code == 1
+    assert rep["verdict"]["decided_by"] == "output output0"  # the worst slice decides; the mAP drop fails too
+    assert any(f.startswith("accuracy: mAP@0.5 dropped") for f in rep["verdict"]["failures"])
+    # both reports show the worst slice, the task check's rows and what decided
+    from rich.console import Console
+
+    from edgeconv.cli.render import render
+    from edgeconv.html_report import render_html
+
+    worst = f"{sl['worst']['index']} of 7 (axis 1"
+    console = Console(record=True, width=400)
+    render(rep, console)
+    text = console.export_text()
+    assert worst in text and "task check detection" in text and "det_f1" in text
+    page = render_html(rep)
+    assert "<th>worst slice</th>" in page and worst in page
+    assert "detection F1" in page and "mAP@0.5 vs source" in page and "decided by: output output0" in page
+
+
+def test_the_labelled_accuracy_gate_decides_when_the_output_gates_are_loosened(det, plain):
+    """The default gate on a labelled drop (2 pp at int8) is part of the verdict, not only of the report: with the
+    per-output gates loosened (and the detection agreement within its 0.95 gates), the mAP@0.5 drop fails it;
+    a --max-accuracy-drop budget replaces the default gate."""
+    from edgeconv import verify
+    from edgeconv.report import Budgets
+
+    loose = {"cosine": 0.5, "range_err": 1.0}
+    kw = dict(precision="int8", data=str(det["data"]), memory=False, runs=2, thresholds=loose)
+    res = verify(str(det["model"]), str(plain), task="detection", **kw)
+    rep = res.report
+    acc = rep["accuracy"]
+    assert all(f["pass"] for f in rep["fidelity"]) and acc["drop_pp"] > 2 and acc["limit_pp"] == 2.0
+    assert rep["verdict"]["decided_by"] == "accuracy" and res.exit_code == 1, rep["verdict"]
+    assert rep["verdict"]["reason"].startswith("accuracy: mAP@0.5 dropped")
+    budget = verify(str(det["model"]), str(plain), task="detection", budgets=Budgets.parse(max_accuracy_drop="10"),
+                    **kw)
+    assert budget.exit_code == 0 and budget.report["budgets"]["accuracy_drop_pp"]["pass"], budget.report["verdict"]
 
 
 def test_edgeconv_int8_with_the_mixed_range_recipe_passes_every_check(det, tmp_path):

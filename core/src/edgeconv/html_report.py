@@ -672,6 +672,8 @@ def _fidelity_block(r: dict[str, Any]) -> str:
     if th:
         out += "<p>thresholds: " + ", ".join(f"{_e(k)} {'≤' if k.startswith('max_') else '≥'} {_num(v, 'g')}"
                                              for k, v in th.items()) + "</p>"
+    from .verification.metrics import slice_text, task_rows
+
     rows = []
     for f in fid:
         top = f.get("topk_agreement") or {}
@@ -679,11 +681,20 @@ def _fidelity_block(r: dict[str, Any]) -> str:
             f"<code>{_e(f.get('name'))}</code>", _e("×".join(map(str, f.get("shape") or []))), _yes(f.get("shape_ok")),
             _yes(f.get("dtype_ok")), _num(f.get("nan_or_inf"), "d"), _num(f.get("cosine"), ".6f"),
             _num(f.get("max_abs"), ".3g"), _num(f.get("mean_abs"), ".3g"), _num(f.get("sqnr_db"), ".1f"),
-            _num(top.get("top1"), ".3f"), _num(top.get("top5"), ".3f"), _yes(f.get("pass")),
+            _num(top.get("top1"), ".3f"), _num(top.get("top5"), ".3f"), _e(slice_text(f) or "–"), _yes(f.get("pass")),
             _e("; ".join(f.get("failures") or [])),
         ])
     out += _table(["output", "shape", "shape ok", "dtype ok", "NaN/Inf", "cosine", "max abs", "mean abs", "SQNR dB",
-                   "top-1", "top-5", "pass", "failures"], rows)
+                   "top-1", "top-5", "worst slice", "pass", "failures"], rows)
+    task = r.get("task")
+    if isinstance(task, dict):
+        out += (f"<h4>task check <code>{_e(task.get('name'))}</code> {_yes(task.get('pass'))}</h4>"
+                + _table(["metric", "value", "gate", "pass"],
+                         [[_e(t), _e(v), _e(g), _yes(ok)] for t, v, g, ok in task_rows(task)])
+                + "".join(f"<p>{_e(x)}</p>" for x in task.get("failures") or []))
+    decided = (r.get("verdict") or {}).get("decided_by")
+    if decided:
+        out += f"<p>decided by: {_e(decided if isinstance(decided, str) else ', '.join(decided))}</p>"
     acc = r.get("accuracy")
     if acc:
         out += (f"<p>task metric on <code>{_e(acc.get('output'))}</code> over {_num(acc.get('samples'), 'd')} labelled "

@@ -79,7 +79,8 @@ def not_run(report: dict[str, Any], reason: str) -> None:
 
 
 def failures(report: dict[str, Any]) -> list[tuple[str, str]]:
-    """(the check that failed, why) for every failed check, in the order they decide: task, outputs, budgets."""
+    """(the check that failed, why) for every failed check, in the order they decide: task, outputs, the labelled
+    accuracy's default gate (when no --max-accuracy-drop budget replaces it), precision share, budgets."""
     out: list[tuple[str, str]] = []
     task = report.get("task")
     if isinstance(task, dict) and task.get("pass") is False:
@@ -88,6 +89,10 @@ def failures(report: dict[str, Any]) -> list[tuple[str, str]]:
     for f in report.get("fidelity") or []:
         if not f.get("pass", True):
             out.append((f"output {f['name']}", "; ".join(f.get("failures") or ["failed"])))
+    acc = report.get("accuracy")
+    if isinstance(acc, dict) and acc.get("pass") is False and "accuracy_drop_pp" not in (report.get("budgets") or {}):
+        out.append(("accuracy", f"{acc.get('metric', 'accuracy')} dropped {acc.get('drop_pp')} pp > "
+                                f"{acc.get('limit_pp')} pp (the default gate; --max-accuracy-drop sets another)"))
     share = report.get("precision_share")
     if isinstance(share, dict) and share.get("pass") is False:
         out.append(("precision", share.get("reason") or "less of the model runs at the requested precision"))

@@ -44,11 +44,11 @@ def _fidelity_table(fid: list[dict[str, Any]]):
     for col in ("output", "shape", "cosine", "max abs", "SQNR dB", "top-1", "worst slice", "ok"):
         t.add_column(col, justify="left" if col in ("output", "shape", "worst slice", "ok") else "right",
                      overflow="fold")
+    from ..verification.metrics import slice_text as worst_slice
+
     for f in fid:
         top = (f.get("topk_agreement") or {}).get("top1")
-        worst = f.get("worst_slice") or {}
-        slice_text = (f"{worst.get('axis', '')}[{worst.get('index')}] cos {_fmt(worst.get('cosine'), '.4f')}"
-                      if worst else "-")
+        slice_text = worst_slice(f) or "-"
         t.add_row(safe(f["name"]), "x".join(map(str, f.get("shape") or [])), _fmt(f.get("cosine"), ".6f"),
                   _fmt(f.get("max_abs"), ".3g"), _fmt(f.get("sqnr_db"), ".1f"), _fmt(top, ".3f"), safe(slice_text),
                   "[green]yes[/]" if f["pass"] else f"[red]no[/] {safe('; '.join(f.get('failures') or []))}")
