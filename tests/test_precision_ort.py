@@ -183,6 +183,20 @@ def test_mixed_range_output_keeps_its_scores(tmp_path):
     assert scores > 0.3  # one scale for pixels and probabilities: every score is 0 or ~1.25
 
 
+def test_the_recipe_can_be_turned_off_and_the_contract_then_fails_it(tmp_path):
+    """-O mixed_range_float=false (the option the recipe's warning names) is a declared option of the target: the
+    output gets one scale, the scores are destroyed, and the per-slice contract fails the conversion."""
+    f = head_files(tmp_path)
+    res = edgeconv.convert(str(f["model"]), "onnxruntime", precision="int8", output=tmp_path / "plain",
+                           calibration=str(f["calib"]), data=str(f["data"]), options={"mixed_range_float": False},
+                           **COMMON)
+    assert "mixed_range_float" not in _pass(res.report, "ort.quantize_static")
+    _, scores = score_errors(*_outputs(f["model"], tmp_path / "plain" / "head.onnx", f["data"], "output0"))
+    assert scores > 0.3
+    out = res.report["fidelity"][0]
+    assert res.exit_code == 1 and not out["slices"]["pass"] and out["slices"]["worst"]["index"] >= 4, out
+
+
 def test_ranking_puts_the_mixed_range_concat_first():
     """--precision auto's layer ranking quantizes a Concat's output as the quantizers do (one scale for all its
     inputs): the head's final Concat ranks first (it was not a cost before: only its inputs were quantized)."""

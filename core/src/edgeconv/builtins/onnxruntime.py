@@ -14,6 +14,8 @@ OPTIONS = (
     Option("keep_float", list, (), "int8/fp16: ONNX node names kept in float: excluded from quantization, their inputs "
            "un-quantized (what --precision auto's layer search finds; docs/auto.md)"),
     Option("op_types", list, (), "int8: only quantize these op types (comma-separated)"),
+    Option("mixed_range_float", bool, True, "int8: an output Concat whose inputs' ranges differ > 10x (boxes in pixels "
+           "and scores in 0..1) and the data movement around it kept in float (false: one scale for the output)"),
     Option("pre_process", bool, True, "int8: run quant_pre_process (shape inference, graph optimisation)"),
     Option("fp16_io", bool, False, "fp16: make the model's inputs and outputs float16 too"),
     Option("graph_optimization", str, "all", "runner: ORT graph optimisation level", ("disable", "basic", "extended", "all")),
