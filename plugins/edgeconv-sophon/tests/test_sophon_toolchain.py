@@ -65,6 +65,10 @@ def _convert(cli, model, out, *args):
     return res, report
 
 
+def _not_json(word: str):
+    raise AssertionError(f"{word} is not JSON")
+
+
 def _check_simulated(report):
     rt = json.dumps(report["runtime"]["artifact"])
     assert report["runtime"]["artifact"]["where"] == "simulated" and "simulated" in rt
@@ -93,6 +97,11 @@ def test_digits_cnn_f32_f16_in_the_simulator(sophon_env, cli, digits, digits_sma
                                                                          manifest["artifact"])
     # tpu-mlir's own comparisons were kept and recorded
     assert any(c.get("cosine") is not None for c in manifest["details"]["tpu_mlir_compare"])
+    # strict JSON, though tpu-mlir printed SQNR inf for identical outputs (kept as printed, the number None)
+    for name in ("report.json", "manifest.json", "tpu_mlir.json"):
+        json.loads((out / name).read_text(), parse_constant=_not_json)
+    if precision == "fp32":
+        assert any("inf" in c.get("printed", "") for c in manifest["details"]["tpu_mlir_compare"])
     # not INT8: no precision pass, F32/F16 is model_deploy's flag
     assert not any(p["kind"] == "precision" for p in report["passes"])
     # a manifest is untrusted: a runner setting the runner does not declare is refused before anything runs

@@ -204,7 +204,11 @@ _VERSION = re.compile(r"TPU-MLIR v(\d[\w.\-]*)")
 
 def compares(text: str) -> list[dict[str, Any]]:
     """tpu-mlir's own comparisons in a tool's output: the two files and ``min_similarity`` (cosine, euclidean,
-    SQNR), and whether npz_tool said PASSED at its default tolerance."""
+    SQNR), and whether npz_tool said PASSED at its default tolerance. tpu-mlir prints ``inf`` (identical outputs:
+    SQNR) and ``nan``; JSON has no such numbers (reports and manifests stay strict JSON), so a value that is not a
+    finite number is None and the line's figures are kept as printed (``printed``)."""
+    import math
+
     out: list[dict[str, Any]] = []
     current: dict[str, Any] | None = None
     for line in text.splitlines():
@@ -217,12 +221,15 @@ def compares(text: str) -> list[dict[str, Any]]:
             continue
         s = _SIM.search(line)
         if s:
-            vals = []
+            vals: list[float | None] = []
             for v in s.group(1).split(","):
                 try:
                     vals.append(float(v))
                 except ValueError:
                     vals.append(None)
+            if not all(v is not None and math.isfinite(v) for v in vals):
+                vals = [v if v is not None and math.isfinite(v) else None for v in vals]
+                current["printed"] = " ".join(s.group(1).split())
             current.update(zip(("cosine", "euclidean", "sqnr_db"), vals, strict=False))
         elif "npz compare PASSED" in line:
             current["passed"] = True
