@@ -147,3 +147,42 @@ def test_fp32_passes_every_check(det, tmp_path):
     assert rep["verdict"]["status"] == "pass", rep["verdict"]
     assert rep["task"]["metrics"] == {"det_f1": 1.0, "det_map50": 1.0} and rep["fidelity"][0]["slices"]["pass"]
     assert rep["task"]["detections"]["source"] > 48  # it finds objects (1..3 per scene)
+
+
+def test_auto_repairs_the_one_scale_int8_through_the_layer_fallback(det, tmp_path):
+    """With the default recipe off (-O mixed_range_float=false), plain int8 fails the contract by its worst slice;
+    --precision auto's layer fallback finds the output Concat and keeps it, alone, in float."""
+    res = edgeconv.convert(str(det["model"]), "onnxruntime", precision="auto", precisions=("int8",),
+                           calibration=str(det["calib"]), data=str(det["data"]), task="detection",
+                           options={"mixed_range_float": False}, output=tmp_path / "o", memory=False, runs=2,
+                           tune="off")
+    rep = res.report
+    plain = next(c for c in rep["auto"]["candidates"] if c["name"] == "int8")
+    assert any("slice" in f for f in plain["failures"]), plain["failures"]
+    found = rep["auto"]["sensitivity"]
+    assert found["found"] and len(found["keep_float"]) == 1
+    assert rep["auto"]["winner"] == "int8+float[1]" and res.exit_code == 0, rep["verdict"]
+    import onnx
+
+    (kept,) = found["keep_float"]
+    node = next(n for n in onnx.load(str(det["model"])).graph.node if n.name == kept)
+    assert node.op_type == "Concat" and "output0" in node.output  # the head's final Concat of boxes and scores
+    assert rep["task"]["metrics"]["det_f1"] >= 0.95 and rep["fidelity"][0]["slices"]["pass"]
+
+
+def test_auto_holds_every_candidate_to_its_task_check(det, tmp_path):
+    """A candidate that fails only its task check does not qualify: the fallback repairs it instead of auto
+    keeping it (it kept it, and its final verdict failed). The output gates are loosened and the data unlabelled
+    so that only the detection agreement (gated at 0.99 here) sees the destroyed scores."""
+    with np.load(det["data"]) as z:
+        np.savez(tmp_path / "images.npz", images=z["images"])
+    res = edgeconv.convert(str(det["model"]), "onnxruntime", precision="auto", precisions=("int8",),
+                           calibration=str(det["calib"]), data=str(tmp_path / "images.npz"), task="detection",
+                           thresholds={"cosine": 0.5, "range_err": 1.0, "det_f1": 0.99},
+                           options={"mixed_range_float": False}, output=tmp_path / "o", memory=False, runs=2,
+                           tune="off")
+    rep = res.report
+    plain = next(c for c in rep["auto"]["candidates"] if c["name"] == "int8")
+    assert plain["failures"] and all(f.startswith("task detection") for f in plain["failures"]), plain["failures"]
+    assert rep["auto"]["winner"] != "int8" and res.exit_code == 0, rep["verdict"]
+    assert rep["task"]["metrics"]["det_f1"] >= 0.99

@@ -232,7 +232,11 @@ def _judge(report: dict[str, Any], gate: Budgets, defaulted: bool) -> dict[str, 
     acc = verdicts.get("accuracy_drop_pp")
     if defaulted and acc is not None and acc["value"] is None:
         verdicts.pop("accuracy_drop_pp")  # no labels, no classifier output: the fidelity thresholds decide
-    fails = [f"output {f['name']}: {'; '.join(f['failures'])}" for f in report.get("fidelity") or [] if not f["pass"]]
+    from . import reporting
+
+    # every check of the candidate's own verdict (task, outputs, the labelled accuracy's default gate, precision
+    # share), then the budgets auto holds it to
+    fails = [f"{check}: {why}" for check, why in reporting.failures(report) if not check.startswith("budget ")]
     fails += [f"{k} {b['value']} > {b['limit']}" if b["value"] is not None else f"{k}: {b.get('reason')}"
               for k, b in verdicts.items() if not b["pass"]]
     return {"status": "built", "qualifies": not fails, "budgets": verdicts, "failures": fails}
