@@ -222,3 +222,17 @@ def test_a_form_without_a_tracer_says_why_with_exit_3(tmp_path):
     tracer, why = tracers.find("no-such-form")
     assert tracer is None and "no runner is registered" in why
     assert tracers.find("onnx")[0].name == "onnxruntime"
+
+
+def test_the_reference_stops_taking_samples_past_its_memory_budget(tmp_path, monkeypatch):
+    model = chain()
+    feeds = [{"input": np.random.default_rng(i).random((1, 3, 16, 16), dtype=np.float32)} for i in range(5)]
+    one = sum(a[0].nbytes for a in debug_trace.reference_trace(model, feeds[:1]).tensors.values())
+    t = debug_trace.reference_trace(model, feeds, max_bytes=2 * one)
+    assert t.samples == 2 and "traced on 2 of 5 samples" in t.notes[0]
+    src = tmp_path / "chain.onnx"
+    onnx.save(model, str(src))
+    res = convert(str(src), "onnxruntime", precision="fp32", output=tmp_path / "o", verify=False, memory=False)
+    monkeypatch.setattr(debug_trace, "REFERENCE_BYTES", 3 * one)
+    doc = debug_layers.layers(str(src), res.artifact, samples=6)
+    assert doc["data"]["samples"] == 3 and any("traced on 3 of 6 samples" in w for w in doc["warnings"])

@@ -157,6 +157,8 @@ def layers(source: Any, artifact_dir: str | Path, *, data: Any = None, samples: 
     warnings: list[str] = []
     feeds = feeds_for(ref_io, data, samples, seed, warnings)
     reference = reference_trace(proto, feeds, threads=threads, status=say)
+    feeds = feeds[:reference.samples]
+    warnings += reference.notes
     acc, iso = trace_artifact(tracer, reference, proto, ref_io, artifact, options, feeds, isolated=isolated,
                               threads=threads, status=say)
     precision = str(record.get("precision") or "fp32")

@@ -48,6 +48,7 @@ def rank_by_trace(proto: Any, ref_io: Any, artifact: Any, feeds: list[dict[str, 
     say(f"fallback: tracing the int8 artifact's layers ({tracer.name}, {len(feeds)} samples)")
     try:
         reference = reference_trace(proto, feeds, threads=threads)
+        feeds = feeds[:reference.samples]
         acc, iso = layers.trace_artifact(tracer, reference, proto, ref_io, artifact, options, feeds, threads=threads)
     except EdgeconvError as exc:  # the trace is a shortcut: when it cannot be made, the simulation ranks
         return {"ranked": None, "why_not": f"the trace failed: {exc.one_line()[:200]}"}
@@ -70,7 +71,7 @@ def rank_by_trace(proto: Any, ref_io: Any, artifact: Any, feeds: list[dict[str, 
             "the error each layer of the built int8 artifact adds to its inputs'")
     return {"ranked": list(ranked.values()), "ranked_by": f"trace ({tracer.name}, {mode}): layers missing the int8 "
             f"gates first, in graph order, then by {what}", "runtime": trace.runtime, "mode": mode,
-            "samples": len(feeds)}
+            "samples": len(feeds), "notes": reference.notes}
 
 
 def _energy(sqnr_db: float | None) -> float:

@@ -35,6 +35,10 @@ SCHEMA = "edgeconv.trace/1"
 MODES = ("reference", "accumulated", "isolated")
 # Ops whose outputs are not worth a row: constants and what only moves shapes around.
 SKIP_OPS = frozenset({"Constant", "ConstantOfShape", "Shape", "Size"})
+# Every tensor of every traced sample is held in memory, by the reference and by each artifact trace (and briefly
+# copied while normalized): the reference stops taking samples past this many bytes (a PP-OCRv4 recogniser at
+# 48x640 holds ~0.3 GB per sample), so that a large model is traced on fewer samples instead of exhausting memory.
+REFERENCE_BYTES = 1 << 30
 
 
 @dataclass
@@ -149,27 +153,37 @@ def ort_session(proto: Any, threads: int | None = None, level: str = "all") -> A
 
 
 def reference_trace(proto: Any, feeds: list[dict[str, Any]], *, threads: int | None = None,
-                    status: Callable[[str], None] | None = None) -> Trace:
-    """Run the reference ONNX model in float on onnxruntime with every node output exposed: the golden tensors."""
+                    status: Callable[[str], None] | None = None, max_bytes: int | None = None) -> Trace:
+    """Run the reference ONNX model in float on onnxruntime with every node output exposed: the golden tensors. The
+    samples stop once they hold ``max_bytes`` (at least one is traced; a note says so): trace the artifact on
+    ``feeds[:trace.samples]``."""
     import numpy as np
     import onnxruntime as ort
 
     say = status or (lambda msg: None)
+    max_bytes = REFERENCE_BYTES if max_bytes is None else max_bytes
     order = graph_order(proto)
     names = list(dict.fromkeys(t for t, _ in order))
     say(f"reference: {len(names)} tensors on {len(feeds)} sample(s)")
     sess = ort_session(with_outputs(proto, names), threads)
     wanted = [o.name for o in sess.get_outputs() if o.name in set(names)]
     tensors: dict[str, list[Any]] = {}
-    for feed in feeds:
-        for name, value in zip(wanted, sess.run(wanted, feed), strict=True):
-            arr = np.asarray(value)
+    held, notes = 0, []
+    for n, feed in enumerate(feeds):
+        got = [np.asarray(v) for v in sess.run(wanted, feed)]
+        size = sum(a.size * 4 for a in got if a.dtype.kind == "f")
+        if n and held + size > max_bytes:
+            notes.append(f"traced on {n} of {len(feeds)} samples: every tensor of one sample takes "
+                         f"{size / 2**20:.0f} MB, and the traces hold at most {max_bytes / 2**20:.0f} MB per trace")
+            break
+        held += size
+        for name, arr in zip(wanted, got, strict=True):
             if arr.dtype.kind == "f":  # integer tensors (shapes, indices) are not layers worth comparing
                 tensors.setdefault(name, []).append(arr.astype(np.float32, copy=False))
     nodes = {t: n for t, n in order}
     info = {t: {"node": nodes[t].name, "op_type": nodes[t].op_type} for t in tensors}
     return Trace("reference", f"onnxruntime {ort.__version__} (float, every tensor exposed)",
-                 [t for t in names if t in tensors], tensors, info)
+                 [t for t in names if t in tensors], tensors, info, notes)
 
 
 # -- an artifact's raw tensors -> the common format ---------------------------------------------------------------------
