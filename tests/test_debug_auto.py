@@ -82,3 +82,25 @@ def test_accumulated_trace_ranking_on_openvino(tmp_path):
     first = out["ranked"][0]
     assert first["node"] == "conv2" and first["misses_gates"] and first["tensor"] == "c2"
     assert {r["node"] for r in out["ranked"]} <= {"conv1", "conv2", "gap", "fc"}  # keep_float's candidates only
+
+
+def test_no_trace_ranking_when_the_trace_does_not_show_the_failure(tmp_path):
+    """An int8 artifact whose outputs meet the per-layer gates (a verdict that failed would have failed on a slice or
+    a task check): the layers' own errors cannot say which one matters, so the simulation ranks."""
+    from edgeconv import manifest
+    from edgeconv.debug import layers
+    from test_debug_layers import chain
+
+    src = tmp_path / "chain.onnx"
+    import numpy as np
+    import onnx
+
+    onnx.save(chain(), str(src))
+    np.savez(tmp_path / "calib.npz", input=np.random.default_rng(2).random((16, 3, 16, 16), dtype=np.float32))
+    res = convert(str(src), "onnxruntime", precision="int8", calibration=str(tmp_path / "calib.npz"),
+                  output=tmp_path / "o", verify=False, memory=False)
+    artifact, record = manifest.load_artifact(res.artifact)
+    prepared = layers.prepare_reference(layers.reference_request(str(src), record))
+    feeds = layers.feeds_for(prepared.model.io, str(tmp_path / "calib.npz"), 8, 0, [])
+    out = ranking.rank_by_trace(prepared.model.obj, prepared.model.io, artifact, feeds)
+    assert out["ranked"] is None and out["why_not"].startswith("the trace does not show the failure")

@@ -10,7 +10,9 @@ graph order -- the first diverging layer leads, since its error reaches every la
 not its effect on the outputs (a last Gemm on centred logits shows a low SQNR that costs no accuracy) -- then the
 others by their own error, highest first. A row names the nodes ``keep_float`` can take: its node, or the nodes fused
 with it (the Conv of a Conv+Relu group); data movement and element-wise activations are left out, as in
-``sensitivity.candidates``. The result has the shape ``sensitivity.rank`` returns (``node``, ``op_type``, ``score``:
+``sensitivity.candidates``. When the traced outputs meet the gates as whole tensors (the verdict failed on a slice or
+a task check, which per-layer metrics do not see), the trace does not show the failure and no ranking is returned.
+The result has the shape ``sensitivity.rank`` returns (``node``, ``op_type``, ``score``:
 the own error, ``sqnr_db``), so the same search runs over either.
 
 ``--precision auto`` is given this function by the API (``edgeconv.api``): the strategies do not import each other.
@@ -53,7 +55,13 @@ def rank_by_trace(proto: Any, ref_io: Any, artifact: Any, feeds: list[dict[str, 
     except EdgeconvError as exc:  # the trace is a shortcut: when it cannot be made, the simulation ranks
         return {"ranked": None, "why_not": f"the trace failed: {exc.one_line()[:200]}"}
     trace, mode = (iso, "isolated") if iso is not None else (acc, "accumulated")
-    rows = [r for r in compare.compare(reference, acc, iso, compare.gates("int8")) if mode in r]
+    every = compare.compare(reference, acc, iso, compare.gates("int8"))
+    outputs = [r for r in every if r["tensor"] in {o.name for o in proto.graph.output} and "accumulated" in r]
+    if outputs and all(r["accumulated"]["pass"] for r in outputs):
+        return {"ranked": None, "why_not": "the trace does not show the failure: the artifact's outputs meet the "
+                "per-layer gates as whole tensors (the verdict failed on a slice or a task check), so the layers' "
+                "own errors do not say which one matters", "runtime": acc.runtime, "samples": len(feeds)}
+    rows = [r for r in every if mode in r]
     errors = {r["tensor"]: _energy(r[mode].get("sqnr_db")) for r in rows}
     own = _own_errors(proto, errors, mode)
     failing = [r["tensor"] for r in rows if not r[mode]["pass"]]  # graph order
