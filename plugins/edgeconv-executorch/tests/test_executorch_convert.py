@@ -147,6 +147,8 @@ def test_the_board_half_runs_in_an_isolated_python_without_edgeconv(digits_runs,
     done = subprocess.run([sys.executable, "-I", "-c", driver], cwd=tmp_path, capture_output=True, text=True,
                           env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+    # the runtime's C++ log lines (cpuinfo probe, thread pool reset) and torchao's import noise stay off stderr
+    assert "cpuinfo" not in done.stderr and "threadpool" not in done.stderr, done.stderr[-2000:]
     lines = done.stdout.strip().splitlines()
     assert lines[-1] == "EDGECONV=", lines[-1]
     info = json.loads(lines[-2])

@@ -43,11 +43,13 @@ class PteSession:
 
     def __init__(self, path, num_threads=None, input_names=None, output_names=None):
         import torch  # noqa: F401  (the executorch bindings need libtorch loaded first)
-        from executorch.runtime import Runtime
 
-        runtime = Runtime.get()
-        self.threads = int(num_threads) if num_threads else _default_threads()
-        _use_threads(self.threads)
+        with _quiet_stderr():  # torchao's start-up warnings, the runtime's cpuinfo probe (C++ log lines)
+            from executorch.runtime import Runtime
+
+            runtime = Runtime.get()
+            self.threads = int(num_threads) if num_threads else _default_threads()
+            _use_threads(self.threads)
         try:
             self.program = runtime.load_program(str(path))  # verification: InternalConsistency (the default)
             if "forward" not in self.program.method_names:
@@ -148,8 +150,43 @@ def _use_threads(n):
     from executorch.extension.pybindings import portable_lib
 
     if int(portable_lib._threadpool_get_thread_count()) != n:
-        portable_lib._unsafe_reset_threadpool(n)
+        with _quiet_stderr():  # "[threadpool.cpp:66] Resetting threadpool to n threads."
+            portable_lib._unsafe_reset_threadpool(n)
     _THREADS["current"] = n
+
+
+class _quiet_stderr:
+    """File descriptor 2 to /dev/null for a moment: the runtime's C++ log lines (ET_LOG) and torchao's import-time
+    warnings are not the user's business, and would break one-line errors. Errors still raise. Off with
+    EDGECONV_DEBUG set."""
+
+    def __enter__(self):
+        import os
+
+        self.saved = None
+        if os.environ.get("EDGECONV_DEBUG"):
+            return self
+        try:
+            sys.stderr.flush()
+            self.saved = os.dup(2)
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 2)
+            os.close(null)
+        except OSError:
+            self.saved = None
+        return self
+
+    def __exit__(self, *exc):
+        import os
+
+        if self.saved is not None:
+            try:
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass
+            os.dup2(self.saved, 2)
+            os.close(self.saved)
+        return False
 
 
 def _version():

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgeconv.plugin import Artifact, IOContract, Model, TensorSpec, ToolchainFailed, brief
+from edgeconv.plugin import Artifact, IOContract, Model, TensorSpec, ToolchainFailed, brief, to_debug_log
 
 from . import capture
 
@@ -36,7 +36,8 @@ _HEAVY = ("convolution", "conv", "linear", "addmm", "mm", "bmm", "matmul", "badd
 def export(model: Model, job: Any) -> Artifact:
     import warnings
 
-    from executorch.exir import to_edge_transform_and_lower
+    with to_debug_log("torch"):  # executorch.exir imports torchao, which logs on torch's loggers at import
+        from executorch.exir import to_edge_transform_and_lower
 
     obj = model.obj or {}
     precision = obj.get("precision") or "fp32"

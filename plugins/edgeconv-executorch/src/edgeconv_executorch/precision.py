@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from edgeconv.plugin import BadInput, Model, ToolchainFailed, brief, keep_float_option
+from edgeconv.plugin import BadInput, Model, ToolchainFailed, brief, keep_float_option, to_debug_log
 
 from . import capture
 
@@ -46,7 +46,9 @@ def to_fp16(model: Model, job: Any) -> tuple[Model, dict[str, Any]]:
 def quantize_pt2e(model: Model, job: Any) -> tuple[Model, dict[str, Any]]:
     import numpy as np
     import torch
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    with to_debug_log("torch"):  # torchao logs on torch's loggers when it is imported
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     from .keep import quantizer as make_quantizer
 
