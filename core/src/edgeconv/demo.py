@@ -42,6 +42,24 @@ def precisions_of(target: Any) -> list[str]:
     return [p for p in dict.fromkeys(wanted) if p in target.precisions]
 
 
+def source_for(target: Any, sample: dict[str, Path]) -> tuple[Any, dict[str, Any]]:
+    """The shipped ONNX model, or for a target no route from ONNX reaches that takes PyTorch models (ExecuTorch)
+    its PyTorch twin: the same trained weights in ``edgeconv.testing.refnets.digits_trained``."""
+    from .errors import BadInput
+    from .stages.routing import find_route
+
+    try:
+        find_route("onnx", target)
+    except BadInput:
+        if "torch" in target.accepts:
+            import torch
+
+            from .testing.refnets import digits_trained
+
+            return digits_trained(), {"source_options": {"example_inputs": torch.zeros(1, 1, 8, 8)}}
+    return sample["model"], {}
+
+
 def _ready_cells() -> list[tuple[str, str, Any]]:
     from .plugins import registry
 
@@ -81,11 +99,12 @@ def run_demo(output: Path | None = None, runs: int = 50, status: Callable[[str],
                 # A target in an isolated toolchain environment runs its artifact in a simulator
                 # (tpu-mlir's cmodel: about a second per sample): verify it on the first samples only.
                 data = _first_samples(sample["test"], Path(tmp) / f"{name}-test.npz", SIMULATED_SAMPLES)
+            source, extra = source_for(target, sample)
             for precision in precisions_of(target):
                 say(f"{name} {precision}")
                 try:
                     result = convert(
-                        sample["model"], name, precision=precision, calibration=sample["calib"],
+                        source, name, precision=precision, calibration=sample["calib"], **extra,
                         data=data, output=base / f"digits-{name}-{precision}", force=force or output is None,
                         runs=runs, memory=False, status=lambda m, n=name, p=precision: say(f"{n} {p}: {m}"),
                     )
