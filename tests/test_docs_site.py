@@ -74,9 +74,10 @@ def test_the_site_loads_nothing_from_outside(site):
 def test_the_api_reference_is_rendered_from_docstrings(site):
     html = (site / "api" / "index.html").read_text(encoding="utf-8")
     for name in ("edgeconv.convert", "edgeconv.verify", "edgeconv.bench", "edgeconv.load", "edgeconv.inspect",
-                 "edgeconv.targets.Target", "edgeconv.targets.Importer", "edgeconv.targets.Pass",
-                 "edgeconv.targets.RunnerSpec", "edgeconv.targets.Option", "edgeconv.targets.Requirement",
-                 "edgeconv.verification.runners.Runner", "edgeconv.model.Model", "edgeconv.model.IOContract"):
+                 "edgeconv.plugin.Target", "edgeconv.plugin.Importer", "edgeconv.plugin.Pass",
+                 "edgeconv.plugin.RunnerSpec", "edgeconv.plugin.Option", "edgeconv.plugin.Requirement",
+                 "edgeconv.plugin.Runner", "edgeconv.plugin.Model", "edgeconv.plugin.IOContract",
+                 "edgeconv.plugin.Job", "edgeconv.plugin.Artifact"):
         assert f'id="{name}"' in html, name
     assert "calibration" in html  # a docstring's text, not only the headings
 

@@ -73,7 +73,7 @@ def test_install_use_test_and_uninstall_the_example_backend(environment_restored
     assert rows["example"]["status"] == "ready", rows["example"]
     assert rows["example"]["provider"] == DIST and rows["example"]["accepts"] == ["onnx"]
     plugin = {p["name"]: p for p in json.loads(edgeconv("plugins", "--json").stdout)}["example"]
-    assert plugin["distribution"] == DIST and plugin["version"] == "0.1.0" and plugin["hooks"] == ["register_targets"]
+    assert plugin["distribution"] == DIST and plugin["version"] == "0.1.0" and plugin["hooks"] == ["register_passes", "register_targets"]
 
     out = tmp_path / "out"
     res = edgeconv("convert", str(digits["model"]), "--to", "example", "-O", "opset=19", "--data", str(digits["test"]),

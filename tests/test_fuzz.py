@@ -7,6 +7,7 @@ for the long run.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -94,7 +95,8 @@ def test_calibration_specs(arrays, suffix):
 
 def _valid_manifest_folder(tmp: Path) -> dict:
     (tmp / "m.onnx").write_bytes(b"x")
-    return {"schema": "edgeconv.manifest/1", "form": "onnx", "artifact": ["m.onnx"], "io": IO.to_dict()}
+    return {"schema": "edgeconv.manifest/1", "form": "onnx", "artifact": ["m.onnx"], "io": IO.to_dict(),
+            "files": {"m.onnx": hashlib.sha256(b"x").hexdigest()}}
 
 
 JSONISH = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=10)),
