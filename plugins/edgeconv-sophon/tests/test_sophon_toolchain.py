@@ -148,6 +148,20 @@ def test_digits_int8_with_calibration_and_a_float_layer(sophon_env, cli, digits,
     assert calibrate["calibration"]["samples_used"] == 64 and calibrate["settings"]["input_num"] == 64
     assert rec["steps"][2]["args"][rec["steps"][2]["args"].index("--calibration_table") + 1].endswith(
         "calibration_table")
+    # edgeconv debug layers: tpu-mlir's debugger dumps the bmodel's tensors in the cmodel (trace.py), with the tensor
+    # map the exporter kept
+    assert {"bmrt_context/final.mlir", "bmrt_context/tensor_location.json"} <= set(manifest["artifact"])
+    res = cli("debug", "layers", str(digits["model"]), str(out), "--data", str(digits_small), "--samples", "3",
+              "--json")
+    assert res.exit_code == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert "simulated" in doc["runtime"]["accumulated"] and doc["isolated"] is False
+    rows = {r["tensor"]: r for r in doc["layers"]}
+    assert {"relu1", "relu2", "maxpool1", "relu3", "logits"} <= set(rows)
+    assert rows["relu1"]["artifact"] == {"name": "relu1_Relu", "op": "tpu.Conv2D"} and rows["relu1"]["fused"] == [
+        "conv1"]
+    assert all(r["accumulated"]["cosine"] >= 0.99 for r in rows.values())
+    assert doc["first_diverging"]["accumulated"] is None
 
 
 def _overflowing_model(path: Path) -> Path:
@@ -176,6 +190,14 @@ def test_a_precision_that_collapses_is_a_verification_failure(sophon_env, cli, t
     res, report = _convert(cli, model, tmp_path / "f16", "-p", "fp16")
     assert res.exit_code == 1, res.stderr
     assert report["verdict"]["status"] == "fail" and report["fidelity"][0]["pass"] is False
+    # debug layers names the layer where F16 overflows: the square, not the scale before it
+    res = cli("debug", "layers", str(model), str(tmp_path / "f16"), "--samples", "3", "--json")
+    assert res.exit_code == 1, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["first_diverging"]["accumulated"]["tensor"] == "y"
+    rows = {r["tensor"]: r for r in doc["layers"]}
+    assert rows["s"]["accumulated"]["failures"] == [] and rows["s"]["artifact"]["name"] == "s_Mul"
+    assert rows["y"]["artifact"] == {"name": "y_Mul", "op": "tpu.Mul"}
 
 
 def test_the_loaded_once_session_matches_model_runner_per_call(sophon_env, digits, tmp_path):

@@ -14,8 +14,10 @@ which the exporter reuses instead of running model_transform again, and the cali
 
 The output folder holds ``<stem>.bmodel``, ``tpu_mlir.json`` (the tool versions, every command line, tpu-mlir's own
 comparisons), the calibration table (INT8) and the quantize table (``-O keep_float``), and ``bmrt_context/`` (the
-reference input and output ``bmrt_test --context_dir`` checks on a device). Verification runs the bmodel in the
-cmodel simulator (``runner.py``): the report says "simulated".
+reference input and output ``bmrt_test --context_dir`` checks on a device, and ``final.mlir`` and
+``tensor_location.json``, which say where each tensor of the bmodel lives: what tpu-mlir's debugger needs to dump them,
+``edgeconv debug layers``, ``trace.py``). Verification runs the bmodel in the cmodel simulator (``runner.py``): the
+report says "simulated".
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ from .toolchain import TPU_MLIR_VERSION
 MAX_IR = 9
 MAX_OPSET = 19
 
+# model_deploy's context files that map the bmodel's tensors (tpu-mlir's debugger, tdb): kept for `debug layers`
+CONTEXT_DEBUG = ("final.mlir", "tensor_location.json")
 TRANSFORM = "sophon.transform"  # job.state key: the Transform model_transform made (pass -> exporter)
 CALIBRATION = "sophon.calibration_table"  # job.state key: the table run_calibration wrote, its sha256 and figures
 
@@ -336,19 +340,21 @@ def _quantize_table(job, t: Transform, quantize: str, workdir: Path, details: di
 
 
 def _context(job, t: Transform, bmodel: Path, bmodel_name: str, workdir: Path, details: dict[str, Any]) -> list[Path]:
-    """bmrt_test's reference data (``bmrt_context/``) and, on a Sophon host, the device check with it."""
+    """model_deploy's context folder, kept as ``bmrt_context/``: bmrt_test's reference data (and, on a Sophon host,
+    the device check with it) and the debugger's tensor map (``final.mlir``, ``tensor_location.json``: trace.py)."""
     files = []
     context = workdir / "bmrt_context"
     ctx_src = t.folder / bmodel_name[: -len(".bmodel")]
-    for ref in ("input_ref_data.dat", "output_ref_data.dat"):
+    for ref in ("input_ref_data.dat", "output_ref_data.dat", *CONTEXT_DEBUG):
         if (ctx_src / ref).is_file():
             context.mkdir(exist_ok=True)
             shutil.copyfile(ctx_src / ref, context / ref)
             files.append(context / ref)
-    if job.options.get("device_check", True) and context.is_dir():
+    have_refs = (context / "input_ref_data.dat").is_file()
+    if job.options.get("device_check", True) and have_refs:
         details["device_check"] = device_check(context, bmodel, _timeout(job) or 600)
     else:
-        details["device_check"] = {"ran": False, "reason": "-O device_check=false" if context.is_dir()
+        details["device_check"] = {"ran": False, "reason": "-O device_check=false" if have_refs
                                    else "model_deploy wrote no bmrt_test reference data"}
     return files
 

@@ -90,6 +90,7 @@ def register_runners(register):
             factory="edgeconv_sophon.runner:CmodelRunner",
             requirements=(TOOLCHAIN,),
             options=RUNNER_OPTIONS,
+            tracer="edgeconv_sophon.trace:TRACER",  # edgeconv debug layers: tpu-mlir's debugger in the cmodel
         )
     )
 
