@@ -3,7 +3,7 @@
 The spec is checked here first (a bad spec never reaches the cluster: exit 2). The spec's folder is shipped as
 the job's working folder (so every file the spec names must be inside it), without anything Python could import
 (``*.py``, ``*.so``, ``*.pth``...: Ray puts the working folder on its workers' ``sys.path``); the job runs
-``python -I -m edgeconv.matrix matrix SPEC -o edgeconv-matrix-out --cluster auto --jsonl`` on the head, which
+``python -I -m edgeconv matrix SPEC -o edgeconv-matrix-out --cluster auto --jsonl`` on the head, which
 prints each cell's record as one JSON line as it finishes. This side follows the job's log, keeps those lines
 (once per cell key) in ``OUT/results.jsonl`` or prints them, and exits with the job's exit code: the worst
 cell's. Ctrl-C or the timeout stops the job.
@@ -32,7 +32,7 @@ POLL_SECONDS = 1.0
 
 
 def entrypoint(spec_name: str, python: str = "python") -> str:
-    return shlex.join([python, "-I", "-m", "edgeconv.matrix", "matrix", spec_name, "-o", REMOTE_OUT,
+    return shlex.join([python, "-I", "-m", "edgeconv", "matrix", spec_name, "-o", REMOTE_OUT,
                        "--cluster", "auto", "--jsonl"])
 
 
