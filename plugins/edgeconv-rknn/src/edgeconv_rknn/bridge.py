@@ -2,6 +2,7 @@
 
     python bridge.py build RECIPE.json RESULT.json
     python bridge.py serve RECIPE.json ARTIFACT.rknn
+    python bridge.py trace RECIPE.json ARTIFACT.rknn REQUEST.json
 
 Only the standard library, numpy and ``rknn.api`` are imported: edgeconv is not installed here. The recipe (written
 by ``export.py``, kept in the output folder as ``rknn_build/recipe.json``) names, relative to its own folder, the ONNX
@@ -189,6 +190,19 @@ def compare_files(a, b):
     return {"size": len(x), "artifact_size": len(y), "same_size": len(x) == len(y), "differing_bytes": diff}
 
 
+def rebuild(recipe, artifact, work, steps):
+    """The model built again from the recipe in this process (the simulator runs nothing else), exported and compared
+    with the artifact: (rk, comparison)."""
+    rk, _info = build(dict(recipe, analysis=None), steps)
+    rebuilt = os.path.join(work, "rebuilt.rknn")
+    try:
+        _call(steps, "export_rknn", rk.export_rknn, rebuilt)
+    except BaseException:
+        rk.release()
+        raise
+    return rk, compare_files(rebuilt, artifact)
+
+
 def cmd_serve(recipe_path, artifact):
     import shutil
     import tempfile
@@ -208,11 +222,7 @@ def cmd_serve(recipe_path, artifact):
     os.chdir(os.path.join(work, "recipe"))
     steps = []
     try:
-        recipe = dict(recipe, analysis=None)
-        rk, _info = build(recipe, steps)
-        rebuilt = os.path.join(work, "rebuilt.rknn")
-        _call(steps, "export_rknn", rk.export_rknn, rebuilt)
-        same = compare_files(rebuilt, artifact)
+        rk, same = rebuild(recipe, artifact, work, steps)
         _call(steps, "init_runtime", rk.init_runtime, target=None)
     except (StepFailed, OSError) as exc:
         proto.write(json.dumps({"ready": False, "error": str(exc), "steps": steps}) + "\n")
@@ -248,14 +258,66 @@ def cmd_serve(recipe_path, artifact):
     return 0
 
 
+def cmd_trace(recipe_path, artifact, request_path):
+    """The model rebuilt as ``serve`` does, then ``accuracy_analysis(target=None)`` once per sample of the request
+    (``{"samples": [[.npy per input], ...], "result": "trace.json"}``, relative to the request's folder), each into
+    its own ``a<i>/`` there: the simulator's dump of every tensor is left for the caller (``trace.py``) to read."""
+    import shutil
+    import tempfile
+
+    here = os.path.dirname(os.path.abspath(request_path))
+    with open(request_path, encoding="utf-8") as f:
+        req = json.load(f)
+    with open(recipe_path, encoding="utf-8") as f:
+        recipe = json.load(f)
+    artifact = os.path.abspath(artifact)
+    work = tempfile.mkdtemp(prefix="edgeconv-rknn-trace-")
+    shutil.copytree(os.path.dirname(os.path.abspath(recipe_path)), os.path.join(work, "recipe"))
+    os.chdir(os.path.join(work, "recipe"))
+    steps = []
+    result = {"ok": False, "steps": steps, "toolkit": _version(), "samples": []}
+    rk = None
+    try:
+        rk, result["rebuilt"] = rebuild(recipe, artifact, work, steps)
+        if not result["rebuilt"]["same_size"]:
+            raise StepFailed(f"the model rebuilt from the recipe ({result['rebuilt']['size']} bytes) is not the "
+                             f"artifact ({result['rebuilt']['artifact_size']} bytes): another toolkit, or a changed "
+                             "recipe")
+        for i, files in enumerate(req["samples"]):
+            out = os.path.join(here, f"a{i}")
+            _call(steps, "accuracy_analysis", rk.accuracy_analysis, inputs=[os.path.join(here, f) for f in files],
+                  output_dir=out, target=None)
+            # only the simulator's .npy and the two tables are read: the golden run and the text copies go
+            shutil.rmtree(os.path.join(out, "golden"), ignore_errors=True)
+            sim = os.path.join(out, "simulator")
+            for name in os.listdir(sim) if os.path.isdir(sim) else ():
+                if name.endswith(".txt"):
+                    os.unlink(os.path.join(sim, name))
+            result["samples"].append(f"a{i}")
+            print(f"edgeconv: sample {i} analysed", flush=True)
+        result["ok"] = True
+    except (StepFailed, OSError) as exc:
+        result["error"] = str(exc)
+    finally:
+        if rk is not None:
+            rk.release()
+        os.chdir(here)
+        shutil.rmtree(work, ignore_errors=True)
+    with open(os.path.join(here, req["result"]), "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=2)
+    return 0 if result["ok"] else 1
+
+
+USAGE = ("usage: python bridge.py build RECIPE.json RESULT.json | serve RECIPE.json ARTIFACT.rknn | "
+         "trace RECIPE.json ARTIFACT.rknn REQUEST.json")
+
+
 def main(argv):
-    if len(argv) != 3 or argv[0] not in ("build", "serve"):
-        print("usage: python bridge.py build RECIPE.json RESULT.json | serve RECIPE.json ARTIFACT.rknn",
-              file=sys.stderr)
+    commands = {"build": (cmd_build, 3), "serve": (cmd_serve, 3), "trace": (cmd_trace, 4)}
+    if not argv or argv[0] not in commands or len(argv) != commands[argv[0]][1]:
+        print(USAGE, file=sys.stderr)
         return 2
-    if argv[0] == "build":
-        return cmd_build(argv[1], argv[2])
-    return cmd_serve(argv[1], argv[2])
+    return commands[argv[0]][0](*argv[1:])
 
 
 if __name__ == "__main__":

@@ -85,6 +85,7 @@ def register_runners(register):
             options={"platform": str, "precision": str, "toolkit": str, "output_names": list, "recipe": str,
                      "input_formats": list, "core_mask": str},
             board="edgeconv_rknn.board",
+            tracer="edgeconv_rknn.trace:TRACER",  # edgeconv debug layers: the toolkit's accuracy_analysis dump
         )
     )
 
