@@ -236,3 +236,85 @@ def test_shape_sets_run_every_set_in_the_simulator(rknn_env, digits, tmp_path):
             want = sess.run(None, {"input": batch})[0]
             assert got.shape == want.shape
             np.testing.assert_allclose(got, want, atol=0.05)
+
+
+def _chain(path: Path, perturb: bool) -> Path:
+    """conv1 -> relu1 -> conv2 -> relu2 -> conv3 -> relu3 -> gap -> fc on [1,3,16,16], its tensors named as a torch
+    export names them (``/conv2/Conv_output_0``: the toolkit's dump files are those names made file names);
+    ``perturb`` adds 20 % noise to conv2's weights, nothing else changes."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    chans, inits, nodes, x = (3, 8, 8, 8), [], [], "input"
+    for i in range(1, 4):
+        w = (rng.standard_normal((chans[i], chans[i - 1], 3, 3)) / np.sqrt(9 * chans[i - 1])).astype(np.float32)
+        if perturb and i == 2:
+            w = w + (np.random.default_rng(99).standard_normal(w.shape) * 0.2 * w.std()).astype(np.float32)
+        inits += [numpy_helper.from_array(w, f"conv{i}.w"),
+                  numpy_helper.from_array((rng.standard_normal(chans[i]) * 0.1).astype(np.float32), f"conv{i}.b")]
+        nodes += [helper.make_node("Conv", [x, f"conv{i}.w", f"conv{i}.b"], [f"/conv{i}/Conv_output_0"],
+                                   name=f"conv{i}", pads=[1, 1, 1, 1]),
+                  helper.make_node("Relu", [f"/conv{i}/Conv_output_0"], [f"/relu{i}/Relu_output_0"], name=f"relu{i}")]
+        x = f"/relu{i}/Relu_output_0"
+    inits += [numpy_helper.from_array((rng.standard_normal((10, 8)) * 0.3).astype(np.float32), "fc.w"),
+              numpy_helper.from_array(np.zeros(10, np.float32), "fc.b")]
+    nodes += [helper.make_node("GlobalAveragePool", [x], ["/gap/out"], name="gap"),
+              helper.make_node("Flatten", ["/gap/out"], ["/flatten/out"], name="flatten", axis=1),
+              helper.make_node("Gemm", ["/flatten/out", "fc.w", "fc.b"], ["logits"], name="fc", transB=1)]
+    g = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 16, 16])],
+                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(m, str(path))
+    return path
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_debug_layers_trace_names_a_planted_fault(rknn_env, cli, tmp_path, precision):
+    """A real conversion of the model with conv2's weights perturbed (what a toolchain that miscompiles one layer
+    would give); its manifest then claims the unperturbed source (the ``source`` record only, as
+    tests/test_debug_layers.py plants it). ``edgeconv debug layers`` names conv2 as the first diverging layer."""
+    import hashlib
+
+    good, bad = _chain(tmp_path / "good" / "chain.onnx", False), _chain(tmp_path / "bad" / "chain.onnx", True)
+    data, calib = tmp_path / "data.npz", tmp_path / "calib.npz"
+    np.savez(data, input=np.random.default_rng(1).random((8, 3, 16, 16), dtype=np.float32))
+    np.savez(calib, input=np.random.default_rng(2).random((32, 3, 16, 16), dtype=np.float32))
+    out = tmp_path / precision
+    res = cli("convert", str(bad), "--to", "rknn", "-p", precision, "--calib", str(calib), "--data", str(data),
+              "-o", str(out), "--no-verify", "--no-memory")
+    assert res.exit_code == 0, res.stderr
+
+    # against its own source: every layer within the gates
+    res = cli("debug", "layers", str(bad), str(out), "--data", str(data), "--samples", "3", "--json")
+    assert res.exit_code == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["first_diverging"]["accumulated"] is None and doc["isolated"] is False
+    assert "simulator" in doc["runtime"]["accumulated"] and "simulated" in doc["runtime"]["accumulated"]
+    res = cli("debug", "layers", str(good), str(out), "--data", str(data))
+    assert res.exit_code == 2 and "not the source this artifact was made from" in res.stderr
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["source"].update(path=str(good), sha256=hashlib.sha256(good.read_bytes()).hexdigest(),
+                              size_bytes=good.stat().st_size)
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    res = cli("debug", "layers", str(good), str(out), "--data", str(data), "--json")
+    assert res.exit_code == 1, res.stderr
+    doc = json.loads(res.stdout)
+    first = doc["first_diverging"]["accumulated"]
+    rows = doc["layers"]
+    at = next(i for i, r in enumerate(rows) if r["tensor"] == first["tensor"])
+    assert at >= 1 and all(r["accumulated"]["pass"] for r in rows[:at])
+    assert first["sqnr_db"] < 20 and doc["first_diverging"]["isolated"] is None
+    by_tensor = {r["tensor"]: r for r in rows}
+    if precision == "fp16":  # every tensor of its own: conv2's output is the first to part
+        assert first["node"] == "conv2" and first["tensor"] == "/conv2/Conv_output_0"
+        assert by_tensor["/conv1/Conv_output_0"]["accumulated"]["sqnr_db"] > 50
+    else:  # int8: the toolkit fuses Conv+Relu; the Conv's dump has no figure of its own and is left out
+        assert first["node"] == "relu2" and first["fused"] == ["conv2"], first
+        assert by_tensor[first["tensor"]]["artifact"] == {"name": "/relu2/Relu_output_0", "op": "Relu",
+                                                          "fused": ["conv2"], "layout": None}
+        assert "/conv2/Conv_output_0" not in by_tensor
+    assert by_tensor["logits"]["artifact"]["name"] == "logits"
