@@ -93,7 +93,7 @@ def new_job(p: Plan, source: Model, scratch: Path, status: Status) -> Job:
                stem=req.stem, source_io=source.io, source_options=dict(req.source_options),
                input_profiles=dict(req.input_shapes), calibration_source=req.calibration, preprocess=req.preprocess,
                seed=req.seed, data=req.data, budgets=req.budgets, label_output=req.label_output, output=p.output,
-               status=status)
+               thresholds=dict(req.thresholds), status=status)
 
 
 def prepare(p: Plan, scratch: Path, timings: dict[str, float], status: Status = _quiet) -> Prepared:

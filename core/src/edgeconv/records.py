@@ -376,6 +376,7 @@ class Job:
     data: Any = None  # the user's verification data (--data), for exporters that check accuracy themselves
     budgets: Budgets | None = None
     label_output: str | None = None  # the output holding class scores, for accuracy with labelled data
+    thresholds: dict[str, float] = field(default_factory=dict)  # the user's metric gates (for a plugin's own checks)
     output: Path | None = None  # where the output folder will be renamed to
     warnings: list[str] = field(default_factory=list)
     status: Callable[[str], None] = lambda msg: None

@@ -80,7 +80,8 @@ def not_run(report: dict[str, Any], reason: str) -> None:
 
 def failures(report: dict[str, Any]) -> list[tuple[str, str]]:
     """(the check that failed, why) for every failed check, in the order they decide: task, outputs, the labelled
-    accuracy's default gate (when no --max-accuracy-drop budget replaces it), precision share, budgets."""
+    accuracy's default gate (when no --max-accuracy-drop budget replaces it), precision share, the artifact's deployment
+    check (``details["deployment"]``: a plugin's check of the artifact as plain deployment code loads it), budgets."""
     out: list[tuple[str, str]] = []
     task = report.get("task")
     if isinstance(task, dict) and task.get("pass") is False:
@@ -96,6 +97,9 @@ def failures(report: dict[str, Any]) -> list[tuple[str, str]]:
     share = report.get("precision_share")
     if isinstance(share, dict) and share.get("pass") is False:
         out.append(("precision", share.get("reason") or "less of the model runs at the requested precision"))
+    deploy = ((report.get("artifact") or {}).get("details") or {}).get("deployment")
+    if isinstance(deploy, dict) and deploy.get("pass") is False:  # the artifact as deployment code loads it
+        out.append(("deployment", str(deploy.get("reason") or f"{deploy.get('check')} fails the fidelity contract")))
     for k, b in (report.get("budgets") or {}).items():
         if not b["pass"]:
             why = f"{b['value']} > {b['limit']}" if b["value"] is not None else str(b.get("reason"))

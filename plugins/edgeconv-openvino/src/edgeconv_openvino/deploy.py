@@ -48,6 +48,17 @@ def _plain_hint(xml: Any, device: str) -> str | None:
     return hint.to_string() if hasattr(hint, "to_string") else str(hint)
 
 
+def plain_gates(precision: str, hint: str | None) -> str:
+    """The precision whose gates judge a plain load: a deployment that computes an f32/f16 IR in bf16 (the CPU's
+    default with AVX512-BF16 or AMX) is a bf16 deployment and is held to bf16's gates, not fp32's; an f16 hint (GPU,
+    NPU) to fp16's. An INT8 IR keeps its own (looser) gates."""
+    if precision in ("fp32", "fp16") and hint == "bf16":
+        return "bf16"
+    if precision == "fp32" and hint == "f16":
+        return "fp16"
+    return precision
+
+
 def _data(job: Any, io: Any) -> Any:
     """Up to PLAIN_SAMPLES samples of the verification data (else the calibration set, else seeded noise), without
     labels: the check compares the two runs' outputs, and a task's labels (boxes, sequences) are not a classifier's."""
@@ -85,7 +96,10 @@ def plain_load_check(source: Any, xml: Any, io: Any, job: Any, runner_options: d
         out.update({"pass": True, "same_as_verified": True, "reason": None})
         return out
     candidate = Model(form="openvino", io=io, path=xml)
-    res = check_models(source, candidate, data=_data(job, source.io), precision=job.precision,
+    gates = plain_gates(job.precision, hint)
+    out["gates"] = gates
+    res = check_models(source, candidate, data=_data(job, source.io), precision=gates,
+                       thresholds=dict(getattr(job, "thresholds", None) or {}) or None,
                        runner_options={**runner_options, "plain": True}, seed=getattr(job, "seed", 0))
     worst = [f for f in res["fidelity"] if not f.get("pass", True)]
     out.update({
@@ -96,6 +110,7 @@ def plain_load_check(source: Any, xml: Any, io: Any, job: Any, runner_options: d
                      for f in res["fidelity"]],
         "reason": None if res["pass"] else (
             f"a plain compile_model(xml, {device!r}) computes in {hint} on this host and fails the fidelity contract "
+            f"at {gates}'s gates "
             f"({'; '.join(w['name'] + ': ' + '; '.join(w.get('failures') or []) for w in worst)[:300]}): deploy "
             f"with compile_model(xml, {device!r}, {config})"),
     })

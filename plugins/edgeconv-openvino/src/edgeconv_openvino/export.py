@@ -89,6 +89,9 @@ def export(model: Model, job: Any):
         job.status("plain compile_model(xml) check")
         plain = deploy.plain_load_check(model, xml, model.io, job, runner_options)
         details["plain_load"] = plain
+        # the verdict reads this (the core's generic deployment check): a plain load that fails the contract fails
+        details["deployment"] = {"check": f"plain compile_model(xml, {plain['device']!r})", "pass": plain["pass"],
+                                 "reason": plain["reason"], "settings": plain["deploy_config"]}
         _plain_warnings(job, plain, details.get("device_name"))
     if quantization is not None:
         details["quantization"] = quantization
