@@ -43,7 +43,7 @@ from .data import load_dataset
 from .errors import BadInput, EdgeconvError
 from .plugins import registry
 from .records import Result, load_ref
-from .report import Budgets
+from .report import Budgets, dumps
 from .request import ConversionRequest
 from .verification import tuning
 from .verification.bench import peak_memory
@@ -545,5 +545,5 @@ def _write_winner(s: Session, winner: dict[str, Any], settings: dict[str, Any], 
         record["auto"] = {"winner": winner["name"], "precision": winner["precision"],
                           "keep_float": winner["keep_float"], "runner_settings": settings,
                           "candidates": [c["name"] for c in s.candidates]}
-        (staging / manifest.FILE).write_text(json.dumps(record, indent=2, default=str))
+        (staging / manifest.FILE).write_text(dumps(record, indent=2))
         pipeline.write_report(staging, report)

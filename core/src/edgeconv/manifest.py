@@ -19,7 +19,7 @@ from .data import sha256_path
 from .errors import BadInput
 from .model import IOContract, Model
 from .plugins import registry
-from .report import MANIFEST_SCHEMA
+from .report import MANIFEST_SCHEMA, dumps
 
 FILE = "manifest.json"
 _JSON_SCALARS = (str, int, float, bool, type(None))
@@ -35,7 +35,7 @@ def write(folder: Path, manifest: dict[str, Any], files: list[Path]) -> Path:
     hashes = file_hashes(folder, files)
     manifest = {**manifest, "artifact": list(hashes), "files": hashes}
     path = folder / FILE
-    path.write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
+    path.write_text(dumps(manifest, indent=2), encoding="utf-8")
     return path
 
 

@@ -22,7 +22,7 @@ from .errors import BadInput, ToolchainMissing
 from .model import Model
 from .plugins import registry
 from .records import Artifact, Job, Result, Target
-from .report import MANIFEST_SCHEMA
+from .report import MANIFEST_SCHEMA, dumps
 from .request import ConversionRequest, source_path
 from .stages import exporting, importing, optimizing, routing, run_stage
 from .verification.fidelity import verify_models
@@ -225,9 +225,7 @@ def write_manifest(folder: Path, prepared: Prepared, built: Built, report: dict[
 
 
 def write_report(folder: Path, report: dict[str, Any]) -> None:
-    import json
-
-    (folder / "report.json").write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+    (folder / "report.json").write_text(dumps(report, indent=2), encoding="utf-8")
 
 
 # -- the whole sequence ------------------------------------------------------------------------------------------------

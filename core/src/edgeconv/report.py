@@ -3,6 +3,8 @@ it in a terminal, ``edgeconv.html_report`` as a page)."""
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -125,3 +127,20 @@ AUTO_COLUMNS = ("candidate", "size", "acc. drop", "cosine", "p50 ms", "runner se
 
 def _fmt(v: float | None, spec: str) -> str:
     return "-" if v is None else format(v, spec)
+
+
+def finite(doc: Any) -> Any:
+    """``doc`` with every non-finite float (NaN, +-Infinity: a metric of a collapsed tensor, a vendor tool's "inf")
+    replaced by None, so that the JSON written is JSON (Python's json module would write ``NaN``/``Infinity``)."""
+    if isinstance(doc, float):
+        return doc if math.isfinite(doc) else None
+    if isinstance(doc, dict):
+        return {k: finite(v) for k, v in doc.items()}
+    if isinstance(doc, (list, tuple)):
+        return [finite(v) for v in doc]
+    return doc
+
+
+def dumps(doc: Any, **kwargs: Any) -> str:
+    """Strict JSON of a report, manifest or document: non-finite floats as null, anything else unknown as text."""
+    return json.dumps(finite(doc), allow_nan=False, default=str, **kwargs)

@@ -4,7 +4,6 @@ cannot hijack, progress, and the option groups that are parsed once into a reque
 import contextlib
 import functools
 import inspect
-import json
 import os
 import re
 import sys
@@ -95,7 +94,9 @@ def progress(enabled: bool) -> Iterator[Callable[[str], None]]:
 
 
 def emit_json(doc: Any) -> None:
-    typer.echo(json.dumps(doc, indent=2, default=str))
+    from ..report import dumps
+
+    typer.echo(dumps(doc, indent=2))
 
 
 # -- option groups: declared once, added to every command that takes them, parsed once into a request -----------------

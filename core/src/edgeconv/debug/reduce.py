@@ -25,7 +25,6 @@ shortest failing suffix of it ``[lo, hi]`` (bisection on ``lo``). Failing is ass
 
 from __future__ import annotations
 
-import json
 import shlex
 import tempfile
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BadInput, EdgeconvError, ToolchainFailed, ToolchainMissing
+from ..report import dumps as strict_json
 
 SCHEMA = "edgeconv.reduce/1"
 CALIBRATION_SAMPLES = 32  # calibration samples carried to each candidate (int8)
@@ -339,4 +339,4 @@ def summary(doc: dict[str, Any]) -> str:
 
 
 def dumps(doc: dict[str, Any]) -> str:
-    return json.dumps(doc, indent=2, default=str)
+    return strict_json(doc, indent=2)

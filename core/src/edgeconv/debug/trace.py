@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BadInput
+from ..report import dumps
 
 if TYPE_CHECKING:
     import numpy as np
@@ -76,9 +77,9 @@ class Trace:
         np.savez(npz, **{keys[n]: self.stacked(n) for n in names})
         entries = [{"key": keys[n], "name": n, "shape": list(self.stacked(n).shape[1:]), **self.info.get(n, {})}
                    for n in names]
-        doc.write_text(json.dumps({"schema": SCHEMA, "mode": self.mode, "runtime": self.runtime,
-                                   "samples": self.samples, "order": names, "tensors": entries,
-                                   "notes": self.notes}, indent=1, default=str), encoding="utf-8")
+        doc.write_text(dumps({"schema": SCHEMA, "mode": self.mode, "runtime": self.runtime,
+                              "samples": self.samples, "order": names, "tensors": entries,
+                              "notes": self.notes}, indent=1), encoding="utf-8")
         return npz, doc
 
 

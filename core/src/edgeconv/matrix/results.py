@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..report import dumps
 from .cells import CELL_SCHEMA
 
 
@@ -78,4 +79,4 @@ class ResultsFile:
 
 
 def _line(rec: dict[str, Any]) -> str:
-    return json.dumps(rec, default=str, separators=(",", ":")) + "\n"
+    return dumps(rec, separators=(",", ":")) + "\n"
