@@ -6,7 +6,7 @@ light); the work sits behind ``"edgeconv_openvino.<module>:<name>"`` references.
 
 from __future__ import annotations
 
-from edgeconv.plugin import Importer, Option, Requirement, RunnerSpec, Target, hookimpl
+from edgeconv.plugin import DeviceCatalogue, Importer, Option, Requirement, RunnerSpec, Target, hookimpl
 
 HINT = 'pip install "edgeconv[openvino]" (from a checkout: pip install -e "./core[openvino]" -e ./plugins/edgeconv-openvino)'
 OPENVINO = Requirement("OpenVINO", HINT, modules=("openvino",))
@@ -77,3 +77,8 @@ def register_runners(register):
     register(RunnerSpec(form="openvino", name="openvino", factory="edgeconv_openvino.runner:OVRunner",
                         requirements=(OPENVINO,), options=RUNNER_OPTIONS, tuning="edgeconv_openvino.runner:tuning",
                         tracer="edgeconv_openvino.trace:TRACER"))
+
+
+@hookimpl
+def register_devices(register):
+    register(DeviceCatalogue(package="edgeconv_openvino", resource="devices.toml"))

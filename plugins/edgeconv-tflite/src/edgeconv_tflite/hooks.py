@@ -7,7 +7,7 @@ behind ``"module:function"`` references, imported when a conversion or a verific
 from __future__ import annotations
 
 import edgeconv.plugin
-from edgeconv.plugin import Option, Requirement, RunnerSpec, Target
+from edgeconv.plugin import DeviceCatalogue, Option, Requirement, RunnerSpec, Target
 
 EDGECONV_API = "1.0"  # the plugin API this plugin is written against (docs/hooks.md)
 
@@ -73,3 +73,8 @@ def register_runners(register):
     register(RunnerSpec(form="tflite", name="litert", factory="edgeconv_tflite.runner:LiteRTRunner",
                         requirements=(LITERT,), options=RUNNER_OPTIONS, board="edgeconv_tflite.board",
                         tuning="edgeconv_tflite.runner:tuning", tracer="edgeconv_tflite.trace:TRACER"))
+
+
+@edgeconv.plugin.hookimpl
+def register_devices(register):
+    register(DeviceCatalogue(package="edgeconv_tflite", resource="devices.toml"))
