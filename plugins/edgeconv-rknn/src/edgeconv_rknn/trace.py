@@ -205,6 +205,8 @@ def _dump(env: Any, artifact: Path, recipe: Path, inputs: list[str], feeds: list
         raise ToolchainFailed(f"rknn-toolkit2's accuracy_analysis could not dump the .rknn's tensors: "
                               f"{result.get('error') or 'exit ' + str(res['returncode'])}: {first_error(res['output'])}",
                               file=artifact, stage="debug")
+    if not result.get("samples"):
+        return result, {}, [], []
     first = tmp / result["samples"][0]
     names = name_map((first / MAP_FILE).read_text(encoding="utf-8", errors="replace"))
     rows = parse_analysis((first / TABLE_FILE).read_text(encoding="utf-8", errors="replace"))
