@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from . import manifest, output, pipeline, sensitivity
+from .stages import routing
 from .data import load_dataset
 from .errors import BadInput, EdgeconvError
 from .plugins import registry
@@ -250,8 +251,9 @@ def _runnable(c: dict[str, Any]) -> bool:
 def _fallback_blocker(tgt: Any, int8: dict[str, Any], prepared: pipeline.Prepared) -> str | None:
     if not pipeline.supports_keep_float(tgt):
         return f"target {tgt.name!r} has no keep_float option"
-    if prepared.model.form != "onnx":
-        return f"the target receives a {prepared.model.form!r} model, not ONNX (keep_float names ONNX nodes)"
+    if prepared.model.form != "onnx" and routing.route_to(prepared.model.form, "onnx") is None:
+        return (f"the target receives a {prepared.model.form!r} model and no route makes it ONNX (keep_float names "
+                "ONNX nodes)")
     if int8["status"] != "built":
         return "int8 could not be verified on this host"
     return None
@@ -282,6 +284,9 @@ def _fallback(s: Session) -> dict[str, Any]:
     runtime exposes its tensors; then the simulated one), and search the smallest float set that meets the budget
     (real int8 builds)."""
     model = s.prepared.model
+    if model.form != "onnx":  # a target that takes torch models: rank the nodes of the model's ONNX export
+        s.say(f"fallback: the target receives a {model.form} model; ranking the nodes of its ONNX export")
+        model = pipeline.onnx_twin(s.prepared)
     calib = [feed for feed, _ in s.prepared.job.calibration().feeds(model.io, limit=2 * SENSITIVITY_SAMPLES)]
     ds = load_dataset(s.req.data, model.io, what="--data", seed=s.req.seed, limit=SENSITIVITY_SAMPLES)
     evals = [feed for feed, _ in ds.feeds(model.io, limit=SENSITIVITY_SAMPLES)] or calib
@@ -325,6 +330,9 @@ def _trace_rank(s: Session, int8: dict[str, Any], evals: list[dict[str, Any]]) -
         return {"ranked": None, "why_not": "no trace ranking was given (edgeconv.auto called without the API)"}
     t0 = time.perf_counter()
     model = s.prepared.model
+    if model.form != "onnx":
+        return {"ranked": None, "why_not": f"the target receives a {model.form} model: its artifact's tensors are not "
+                                          "named after ONNX nodes"}
     out = s.trace_ranking(model.obj, model.io, int8["built"].artifact, evals, threads=s.req.threads, status=s.say)
     return {**out, "seconds": round(time.perf_counter() - t0, 3)}
 

@@ -134,6 +134,23 @@ def prepare(p: Plan, scratch: Path, timings: dict[str, float], status: Status = 
     return Prepared(reference, current, forms, passes, job, where, sha, reporting.source_size(path, source))
 
 
+def onnx_twin(prepared: Prepared, timings: dict[str, float] | None = None) -> Model | None:
+    """The prepared model as ONNX, for work that names ONNX nodes when the target receives another form (auto's
+    layer ranking for a target that takes torch models: keep_float then names the twin's nodes, which the target
+    maps to its own units). The model itself when it is ONNX already; None when no convert route reaches ONNX."""
+    model = prepared.model
+    if model.form == "onnx":
+        return model
+    route = routing.route_to(model.form, "onnx")
+    if route is None:
+        return None
+    job = prepared.job.fork()
+    for cp in route:
+        model, _ = run_stage("convert", lambda cp=cp, m=model: optimizing.apply(cp, m, job, prepared.where),
+                             timings if timings is not None else {})
+    return model
+
+
 # -- build: precision passes and export, into a folder ---------------------------------------------------------------
 @dataclass
 class Built:

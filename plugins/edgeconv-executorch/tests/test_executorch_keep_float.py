@@ -11,6 +11,7 @@ from torch import nn
 
 import edgeconv
 from edgeconv.plugin import BadInput
+from edgeconv.report import Budgets
 from edgeconv.testing.refnets import build
 
 SHAPE = (3, 16, 16)
@@ -140,3 +141,20 @@ def test_keep_float_is_ignored_with_a_warning_outside_int8(outlier):
                          memory=False, runs=3, options={"keep_float": "conv2"})
     assert r.exit_code == 0
     assert "keep_float applies to int8 on this target; ignored at fp32" in r.report["warnings"]
+
+
+def test_auto_s_layer_fallback_ranks_the_onnx_export_and_repairs_int8(outlier):
+    """``--precision auto`` on a target that takes torch models: the layers are ranked on the model's ONNX export
+    (the core's torch.to_onnx route), and the ONNX names it keeps float reach the quantizer as modules."""
+    r = edgeconv.convert(outlier["model"], "executorch", precision="auto", calibration=outlier["calib"],
+                         data=outlier["test"], source_options={"example_inputs": torch.zeros(1, *SHAPE)},
+                         output=outlier["base"] / "auto", memory=False, runs=3, precisions=("int8",), tune="off",
+                         budgets=Budgets(max_accuracy_drop=1.0))
+    assert r.exit_code == 0, r.report["verdict"]
+    auto = r.report["auto"]
+    fallback = auto["sensitivity"]
+    assert fallback["found"] and fallback["keep_float"] == ["/conv2/Conv"], fallback
+    assert fallback["ranking"] == "fake-quant" and fallback["ranked"][0]["node"] == "/conv2/Conv"
+    assert "torch model" in fallback["trace"]["why_not"]  # the .pte exposes no ONNX-named tensors: said, not hidden
+    assert r.report["passes"][0]["keep_float_modules"] == ["conv2"]
+    assert r.report["accuracy"]["drop_pp"] < 1.0

@@ -44,3 +44,8 @@ def find_route(form: str, target: Target, via: str | None = None) -> list[Pass]:
                        f"{', '.join(target.accepts)}{'; via ' + via if via else ''}); is the importer/converter "
                        "installed?", stage="route")
     return route
+
+
+def route_to(form: str, goal: str) -> list[Pass] | None:
+    """The shortest chain of convert passes from ``form`` to ``goal`` (None: there is none)."""
+    return _bfs(_edges(), form, {goal})
