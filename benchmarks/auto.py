@@ -1,28 +1,29 @@
 #!/usr/bin/env python
-"""``--precision auto`` against the best single hand-written vendor pipeline, in one run.
+"""``--precision auto`` against the runtime's defaults and the best hand-written pipeline (issue #24), in one run.
 
-    python benchmarks/auto.py [--models resnet18,mobilenet_v2] [--targets openvino,onnxruntime]
-                              [--out docs/benchmarks-auto.md] [--json benchmarks/results/auto.json]
+    python benchmarks/auto.py [--models resnet18,mobilenet_v2] [--targets onnxruntime,openvino]
+                              [--load N] [--wait-quiet 23:20] [--label quiet]
+    python benchmarks/auto.py --write-doc benchmarks/results/auto-quiet.json benchmarks/results/auto-load2.json
 
-For every model (edgeconv.testing.refnets, exported once to ONNX with torch.onnx.export, TorchScript
-exporter, opset 17; seeded random weights and inputs: no labels, so accuracy is top-1 agreement with
-the float model on the verification samples), in this one process:
+For every model (edgeconv.testing.refnets, seeded random weights; exported once to ONNX, TorchScript exporter,
+opset 17; calibration and verification inputs N(0,1), seeded; no downloads) and every target, in this one process:
 
-* the hand-written pipelines a user would write from each vendor's documentation, one precision each:
-  OpenVINO ``ov.convert_model`` + ``ov.save_model`` (fp32), ``nncf.quantize`` (int8, default
-  settings), each compiled with ``core.compile_model(xml, "CPU")`` (default properties);
-  onnxruntime: the ONNX as exported (fp32) and ``quantize_static`` (QDQ, per-channel, U8S8, MinMax)
-  after ``quant_pre_process``, each in a default ``InferenceSession``;
-* ``edgeconv.convert(onnx, target, precision="auto")`` for each target, default accuracy budget (1 pp,
-  here as top-1 disagreement with the float model);
-* one interleaved timing loop over every artifact (round-robin, order rotating; the same call shape
-  for all: one ``infer`` of a batch-1 input), the auto artifacts run with the runner settings their
-  manifest records (edgeconv's runners), the hand-written ones with the vendor defaults;
-* the ratio auto / best hand-written that stays within the same accuracy budget (paired per round:
-  both measured back to back), and auto / best hand-written of any accuracy.
+1. ``edgeconv.convert(onnx, target, precision="auto", tune=...)``: every candidate built, verified, and its runner
+   settings tuned by the core (``edgeconv.auto._tournament``); the winner's settings go into its manifest.
+2. the best hand-written pipeline, from each vendor's documentation: onnxruntime ``quant_pre_process`` +
+   ``quantize_static`` (QDQ, per-channel, U8 activations / S8 weights, MinMax) in a default ``InferenceSession``;
+   OpenVINO ``ov.convert_model`` + ``nncf.quantize`` (defaults) saved as IR, ``compile_model(xml, "CPU",
+   {"PERFORMANCE_HINT": "LATENCY"})`` (other properties default: the CPU plugin picks its own inference precision).
+3. one interleaved timing loop per (model, target) over four contenders, same batch-1 input, order rotated every
+   round: the auto artifact with its manifest's runner settings; the same artifact with the runtime defaults (the
+   manifest's settings without the ones auto stored); the defaults again (the A/A pair: the noise of this run);
+   the hand pipeline. Each round gives one median per contender; a ratio is the median over rounds of the paired
+   per-round ratio; the noise band is the largest A/A deviation over rounds (as ``edgeconv.verification.tuning``).
 
-It writes a markdown report (date, machine, versions, command) and the raw numbers (JSON). Ratios
-only: absolute times on a shared machine say little.
+``--load N`` starts N background processes (a single-threaded numpy matmul loop each, one core each) before the first
+conversion and stops them after the last timing: the tuning and the timing both run under that load. Load averages
+are recorded at the start, at every stage and at the end. The JSON goes to benchmarks/results/auto-<label>.json;
+``--write-doc`` writes docs/benchmarks-auto.md from one or more of those JSONs.
 """
 
 from __future__ import annotations
@@ -30,9 +31,12 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
+import math
 import os
 import platform
 import shlex
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -47,18 +51,81 @@ import numpy as np  # noqa: E402
 
 ROOT = _HERE.parent
 TITLES = {"resnet18": "ResNet-18", "mobilenet_v2": "MobileNetV2"}
+HAND = {"onnxruntime": "QDQ u8s8 (quantize_static), default session",
+        "openvino": "NNCF INT8 IR, LATENCY hint",
+        "tflite": "TFLiteConverter full-integer INT8, default interpreter"}
+GOAL = 0.9  # issue #24: auto <= 0.9x the best hand pipeline
+BURN = ("import numpy as np\n"
+        "a = np.random.default_rng(0).random((384, 384))\n"
+        "while True:\n"
+        "    a = a @ a\n"
+        "    a /= np.abs(a).max()\n")
 
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+def loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def stamp(run: dict[str, Any], what: str) -> None:
+    run["load_trace"].append({"at": time.strftime("%H:%M:%S", time.gmtime()), "what": what, "loadavg": loadavg()})
+
+
+# -- background load --------------------------------------------------------------------------------------------------
+class Burner:
+    """``n`` background processes burning one core each (single-threaded numpy), started and stopped by this script."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.procs = n, []
+
+    def __enter__(self) -> Burner:
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        for _ in range(self.n):
+            self.procs.append(subprocess.Popen([sys.executable, "-c", BURN], env=env, cwd=tempfile.gettempdir(),
+                                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL))
+        if self.n:
+            log(f"background load: {self.n} process(es), pids {[p.pid for p in self.procs]}")
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for p in self.procs:
+            p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        if self.n:
+            log("background load stopped")
+
+
+def wait_quiet(until: str, below: float) -> dict[str, Any]:
+    """Poll the 1-minute load average until it is below ``below`` or the UTC time ``until`` (HH:MM) has passed."""
+    now = _dt.datetime.now(_dt.timezone.utc)
+    hh, mm = (int(x) for x in until.split(":"))
+    deadline = now.replace(hour=hh, minute=mm, second=0, microsecond=0)
+    if deadline < now - _dt.timedelta(hours=12):
+        deadline += _dt.timedelta(days=1)
+    t0 = time.time()
+    while os.getloadavg()[0] >= below and _dt.datetime.now(_dt.timezone.utc) < deadline:
+        log(f"waiting for load < {below}: now {loadavg()} (until {until} UTC)")
+        time.sleep(30)
+    quiet = os.getloadavg()[0] < below
+    log(f"{'quiet enough' if quiet else 'deadline reached, running anyway'}: load {loadavg()}")
+    return {"threshold": below, "until_utc": until, "waited_s": round(time.time() - t0), "reached": quiet,
+            "loadavg": loadavg()}
+
+
+# -- inputs -----------------------------------------------------------------------------------------------------------
 def prepare(name: str, work: Path, n_calib: int, n_data: int) -> dict[str, Any]:
     import torch
 
     from edgeconv.testing.refnets import build
 
-    torch.set_num_threads(2)
     model, example = build(name, seed=0)
     rng = np.random.default_rng(0)
     shape = tuple(example.shape)
@@ -72,36 +139,13 @@ def prepare(name: str, work: Path, n_calib: int, n_data: int) -> dict[str, Any]:
         torch.onnx.export(model, (torch.from_numpy(data[:1].copy()),), str(onnx_path), dynamo=False, opset_version=17,
                           input_names=["input"], output_names=["output"],
                           dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
-    return {"onnx": onnx_path, "calib": calib, "data": data, "work": work}
+        with torch.no_grad():
+            ref = np.concatenate([model(torch.from_numpy(data[i:i + 1])).numpy() for i in range(len(data))])
+    return {"onnx": onnx_path, "calib": calib, "data": data, "work": work, "ref": ref}
 
 
-# -- hand-written pipelines ---------------------------------------------------------------
-def hand_openvino(prep: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    import nncf
-
-    import openvino as ov
-
-    core = ov.Core()
-    out = {}
-    m = ov.convert_model(str(prep["onnx"]))
-    xml = prep["work"] / "hand_ov_fp32.xml"
-    ov.save_model(m, str(xml), compress_to_fp16=False)
-    out["openvino fp32 (hand)"] = {"compiled": core.compile_model(str(xml), "CPU")}
-    items = [prep["calib"][i:i + 1] for i in range(len(prep["calib"]))]
-    q = nncf.quantize(ov.convert_model(str(prep["onnx"])), nncf.Dataset(items), subset_size=len(items))
-    xml8 = prep["work"] / "hand_ov_int8.xml"
-    ov.save_model(q, str(xml8))
-    out["openvino int8 (hand)"] = {"compiled": core.compile_model(str(xml8), "CPU")}
-    for v in out.values():
-        v["call"] = _ov_call(v["compiled"].create_infer_request())
-    return out
-
-
-def _ov_call(req: Any):
-    return lambda x: req.infer({0: x})[0].copy()
-
-
-def hand_onnxruntime(prep: dict[str, Any]) -> dict[str, dict[str, Any]]:
+# -- hand-written pipelines (one INT8 pipeline per runtime, vendor defaults) ------------------------------------------
+def hand_onnxruntime(prep: dict[str, Any]) -> dict[str, Any]:
     import onnxruntime as ort
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -113,142 +157,167 @@ def hand_onnxruntime(prep: dict[str, Any]) -> dict[str, dict[str, Any]]:
         def get_next(self):
             return next(self.it, None)
 
-    pre = prep["work"] / "hand_pre.onnx"
-    q = prep["work"] / "hand_ort_int8.onnx"
+    pre, q = prep["work"] / "hand_pre.onnx", prep["work"] / "hand_ort_int8.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         quant_pre_process(str(prep["onnx"]), str(pre))
         quantize_static(str(pre), str(q), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-    out = {}
-    for label, path in (("onnxruntime fp32 (hand)", prep["onnx"]), ("onnxruntime int8 (hand)", q)):
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        out[label] = {"call": (lambda s: lambda x: s.run(None, {"input": x})[0])(sess)}
-    return out
+    sess = ort.InferenceSession(str(q), providers=["CPUExecutionProvider"])
+    return {"call": lambda x: sess.run(None, {"input": x})[0], "close": lambda: None,
+            "settings": "InferenceSession defaults (intra-op threads = cores, ORT_ENABLE_ALL, sequential)"}
 
 
-# -- edgeconv auto ------------------------------------------------------------------------
-def edgeconv_auto(prep: dict[str, Any], target: str, runs: int) -> dict[str, Any]:
-    from edgeconv.auto import convert_auto
-    from edgeconv.artifacts import open_artifact as load_artifact
-    from edgeconv.verification.runners import make_runner
+def hand_openvino(prep: dict[str, Any]) -> dict[str, Any]:
+    import nncf
+
+    import openvino as ov
+
+    items = [prep["calib"][i:i + 1] for i in range(len(prep["calib"]))]
+    q = nncf.quantize(ov.convert_model(str(prep["onnx"])), nncf.Dataset(items), subset_size=len(items))
+    xml = prep["work"] / "hand_ov_int8.xml"
+    ov.save_model(q, str(xml))
+    compiled = ov.Core().compile_model(str(xml), "CPU", {"PERFORMANCE_HINT": "LATENCY"})
+    req = compiled.create_infer_request()
+    props = {}
+    for p in ("INFERENCE_PRECISION_HINT", "NUM_STREAMS", "INFERENCE_NUM_THREADS"):
+        try:
+            props[p] = str(compiled.get_property(p)).replace("<Type: '", "").replace("'>", "")
+        except Exception:  # noqa: BLE001
+            pass
+    return {"call": lambda x: req.infer({0: x})[0].copy(), "close": lambda: None,
+            "settings": "LATENCY hint; compiled with " + ", ".join(f"{k}={v}" for k, v in props.items())}
+
+
+# -- edgeconv auto ----------------------------------------------------------------------------------------------------
+def edgeconv_auto(prep: dict[str, Any], target: str, args: argparse.Namespace) -> dict[str, Any]:
+    import edgeconv
 
     out = prep["work"] / f"auto-{target}"
     t0 = time.perf_counter()
-    res = convert_auto(str(prep["onnx"]), target, calibration=str(prep["work"] / "calib.npz"),
-                       data=str(prep["work"] / "data.npz"), output=out, runs=runs, memory=False,
-                       status=lambda m: None)
-    seconds = time.perf_counter() - t0
-    model, manifest = load_artifact(out)
-    runner = make_runner(model, **(manifest.get("runner_options") or {}))
-    runner.activate()
-    name = next(iter(model.io.inputs)).name
-    oname = model.io.outputs[0].name
-    r = res.report
-    return {"label": f"{target} auto -> {r['auto']['winner']}", "call": lambda x: runner.infer({name: x})[oname],
-            "runner": runner, "report": r, "seconds": seconds, "exit_code": res.exit_code}
+    res = edgeconv.convert(str(prep["onnx"]), target, precision="auto", calibration=str(prep["work"] / "calib.npz"),
+                           data=str(prep["work"] / "data.npz"), output=out, runs=args.runs, memory=False,
+                           tune=args.tune, status=lambda m: None)
+    a = res.report["auto"]
+    cands = [{k: c.get(k) for k in ("name", "qualifies", "latency_ms_p50", "best_settings", "settings_tried",
+                                    "tuning_noise")} | {"failures": [f[:160] for f in c.get("failures") or []]}
+             for c in a["candidates"]]
+    return {"folder": out, "seconds": round(time.perf_counter() - t0, 1), "exit_code": res.exit_code,
+            "winner": a["winner"], "runner_settings": a["runner_settings"], "why": a["why"],
+            "tuning": a.get("tuning"), "candidates": cands}
 
 
-# -- timing and accuracy ------------------------------------------------------------------
-def time_interleaved(calls: dict[str, Any], x: np.ndarray, *, rounds: int, per_round: int, warmup: int):
-    for fn in calls.values():
-        for _ in range(warmup):
-            fn(x)
+def auto_runners(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The auto artifact's runner with its manifest's settings, and two more with the runtime defaults (the manifest
+    settings without the ones ``--precision auto`` stored), as ``edgeconv bench`` compares them."""
+    from edgeconv.manifest import load_artifact
+    from edgeconv.verification.runners import make_runner
+
+    model, record = load_artifact(folder)
+    opts = dict(record.get("runner_options") or {})
+    stored = (record.get("auto") or {}).get("runner_settings") or {}
+    defaults = {k: v for k, v in opts.items() if k not in stored}
+    iname, oname = model.io.inputs[0].name, model.io.outputs[0].name
+    out = {}
+    for key, o in (("auto (manifest settings)", opts), ("runtime defaults", defaults), ("defaults A/A", defaults)):
+        r = make_runner(model, **o)
+        r.open()
+        out[key] = {"call": (lambda r: lambda x: r.run({iname: x})[oname])(r), "close": r.close, "info": r.info}
+    return out, {"manifest": opts, "stored": stored, "defaults": defaults}
+
+
+# -- timing -----------------------------------------------------------------------------------------------------------
+def interleaved(calls: dict[str, Any], x: np.ndarray, rounds: int, per_round: int, warmup: int) -> dict[str, Any]:
     names = list(calls)
-    per: dict[str, list[float]] = {n: [] for n in names}
+    for n in names:
+        for _ in range(warmup):
+            calls[n](x)
+    med: dict[str, list[float]] = {n: [] for n in names}
     allt: dict[str, list[float]] = {n: [] for n in names}
     for r in range(rounds):
-        order = names[r % len(names):] + names[:r % len(names)]
-        for n in (order if r % 2 == 0 else order[::-1]):
+        for n in names[r % len(names):] + names[:r % len(names)]:
             chunk = []
             for _ in range(per_round):
                 t0 = time.perf_counter()
                 calls[n](x)
-                chunk.append((time.perf_counter() - t0) * 1000)
-            per[n].append(float(np.median(chunk)))
+                chunk.append((time.perf_counter() - t0) * 1000.0)
+            med[n].append(statistics.median(chunk))
             allt[n] += chunk
-    return {n: {"p50": float(np.median(allt[n])), "p10": float(np.percentile(allt[n], 10)),
-                "p90": float(np.percentile(allt[n], 90)), "round_p50": per[n], "n": len(allt[n])} for n in names}
+    return {n: {"p10": float(np.percentile(allt[n], 10)), "p50": float(np.percentile(allt[n], 50)),
+                "p90": float(np.percentile(allt[n], 90)), "round_p50": [round(v, 4) for v in med[n]],
+                "n": len(allt[n])} for n in names}
 
 
-def agreement(fn, ref: np.ndarray, data: np.ndarray) -> dict[str, float]:
-    a = np.concatenate([fn(data[i:i + 1]) for i in range(len(data))])
-    b = ref
-    cos = float((a * b).sum() / (np.linalg.norm(a) * np.linalg.norm(b)))
-    return {"top1": float((a.argmax(-1) == b.argmax(-1)).mean()), "cosine": cos}
+def paired(a: list[float], b: list[float]) -> float:
+    return math.exp(statistics.median(math.log(x / y) for x, y in zip(a, b, strict=True)))
 
 
-def paired(a: dict[str, Any], b: dict[str, Any]) -> float:
-    return float(np.median(np.array(a["round_p50"]) / np.array(b["round_p50"])))
+def noise_band(a: list[float], b: list[float]) -> float:
+    return math.exp(max(abs(math.log(x / y)) for x, y in zip(a, b, strict=True)))
 
 
-def bench_model(name: str, targets: list[str], args: argparse.Namespace) -> dict[str, Any]:
-    import torch
-
-    work = Path(tempfile.mkdtemp(prefix=f"edgeconv-bench-auto-{name}-"))
-    log(f"{name}: export")
-    prep = prepare(name, work, args.calib, args.data)
-    model, _ = __import__("edgeconv.testing.refnets", fromlist=["build"]).build(name, seed=0)
-
-    def torch_ref(x):
-        with torch.no_grad():
-            return model(torch.from_numpy(x)).numpy()
-
-    hand: dict[str, dict[str, Any]] = {}
-    log(f"{name}: hand-written pipelines")
-    if "openvino" in targets:
-        hand.update(hand_openvino(prep))
-    if "onnxruntime" in targets:
-        hand.update(hand_onnxruntime(prep))
-    autos = {}
-    for t in targets:
-        log(f"{name}: edgeconv --precision auto --to {t}")
-        a = edgeconv_auto(prep, t, args.runs)
-        autos[a["label"]] = a
-        log(f"{name}: {a['label']} in {a['seconds']:.0f} s, exit {a['exit_code']}")
-    calls = {k: v["call"] for k, v in {**hand, **autos}.items()}
-    log(f"{name}: accuracy (top-1 agreement with PyTorch eager on {len(prep['data'])} samples)")
-    ref = np.concatenate([torch_ref(prep["data"][i:i + 1]) for i in range(len(prep["data"]))])
-    acc = {k: agreement(fn, ref, prep["data"]) for k, fn in calls.items()}
-    log(f"{name}: timing {len(calls)} artifacts")
-    lat = time_interleaved(calls, prep["data"][:1].copy(), rounds=args.rounds, per_round=args.per_round, warmup=5)
-    budget = 1.0  # pp: auto's default, as top-1 disagreement
-    within = [k for k in hand if (1 - acc[k]["top1"]) * 100 <= budget]
-    best_within = min(within, key=lambda k: lat[k]["p50"]) if within else None
-    best_any = min(hand, key=lambda k: lat[k]["p50"])
-    rows = {}
-    for k, a in autos.items():
-        rows[k] = {
-            "winner": a["report"]["auto"]["winner"], "runner_settings": a["report"]["auto"]["runner_settings"],
-            "exit_code": a["exit_code"], "seconds": a["seconds"], "why": a["report"]["auto"]["why"],
-            "candidates": [{kk: c.get(kk) for kk in ("name", "qualifies", "latency_ms_p50", "failures", "fidelity",
-                                                     "best_settings")} for c in a["report"]["auto"]["candidates"]],
-            "sensitivity": (a["report"]["auto"].get("sensitivity") or {}).get("keep_float"),
-            "vs_best_within_budget": paired(lat[k], lat[best_within]) if best_within else None,
-            "vs_best_any": paired(lat[k], lat[best_any]),
-        }
-        a["runner"].deactivate()
-    return {"model": name, "latency_ms": lat, "accuracy": acc, "best_hand_within_budget": best_within,
-            "best_hand_any": best_any, "auto": rows, "budget_pp": budget}
+def top1(fn, prep: dict[str, Any]) -> float:
+    out = np.concatenate([fn(prep["data"][i:i + 1]) for i in range(len(prep["data"]))])
+    return float((out.argmax(-1) == prep["ref"].argmax(-1)).mean())
 
 
+def ratios(lat: dict[str, Any]) -> dict[str, Any]:
+    a, d, aa, h = (lat[k]["round_p50"] for k in ("auto (manifest settings)", "runtime defaults", "defaults A/A", "hand"))
+    band = noise_band(d, aa)
+    r = {"auto_vs_defaults": paired(a, d), "aa": paired(aa, d), "noise_band": band, "auto_vs_hand": paired(a, h),
+         "defaults_vs_hand": paired(d, h)}
+    r["holds"] = "yes" if r["auto_vs_defaults"] <= 1.0 else ("within noise" if r["auto_vs_defaults"] <= band else "no")
+    return r
+
+
+def bench_target(prep: dict[str, Any], target: str, args: argparse.Namespace, run: dict[str, Any]) -> dict[str, Any]:
+    stamp(run, f"{prep['name']} {target}: auto conversion")
+    log(f"{prep['name']}: edgeconv convert --precision auto --to {target} --tune {args.tune}")
+    auto = edgeconv_auto(prep, target, args)
+    log(f"{prep['name']} {target}: auto -> {auto['winner']} {auto['runner_settings']} in {auto['seconds']} s")
+    stamp(run, f"{prep['name']} {target}: hand pipeline")
+    hand = {"onnxruntime": hand_onnxruntime, "openvino": hand_openvino}[target](prep)
+    runners, settings = auto_runners(auto["folder"])
+    calls = {**runners, "hand": hand}
+    try:
+        acc = {k: top1(v["call"], prep) for k, v in calls.items() if k in ("auto (manifest settings)", "hand")}
+        stamp(run, f"{prep['name']} {target}: timing")
+        log(f"{prep['name']} {target}: timing {len(calls)} contenders, {args.rounds} rounds x {args.per_round}")
+        lat = interleaved({k: v["call"] for k, v in calls.items()}, prep["data"][:1].copy(), args.rounds,
+                          args.per_round, warmup=5)
+    finally:
+        for v in calls.values():
+            v["close"]()
+    row = {"target": target, "auto": {k: v for k, v in auto.items() if k != "folder"}, "settings": settings,
+           "runner_info": {k: {kk: str(vv) for kk, vv in v.get("info", {}).items()} for k, v in runners.items()},
+           "hand": hand["settings"], "top1_agreement": acc, "latency_ms": lat, **ratios(lat)}
+    log(f"{prep['name']} {target}: auto/defaults {row['auto_vs_defaults']:.3f} (A/A {row['aa']:.3f}, band "
+        f"{row['noise_band']:.3f}), auto/hand {row['auto_vs_hand']:.3f}")
+    return row
+
+
+# -- one run ----------------------------------------------------------------------------------------------------------
 def machine() -> dict[str, Any]:
-    cpu = platform.processor()
+    cpu, flags = platform.processor(), set()
     try:
         for line in open("/proc/cpuinfo"):
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
-                break
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
+    isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+           if f in flags]
+    return {"cpu": cpu, "cores": os.cpu_count(), "isa": isa, "platform": platform.platform(),
+            "python": platform.python_version()}
 
 
 def versions() -> dict[str, str]:
     from importlib.metadata import version
 
     out = {}
-    for d in ("edgeconv", "onnxruntime", "openvino", "nncf", "torch", "onnx"):
+    for d in ("edgeconv", "onnxruntime", "openvino", "nncf", "torch", "onnx", "numpy"):
         try:
             out[d] = version(d)
         except Exception:  # noqa: BLE001
@@ -256,72 +325,189 @@ def versions() -> dict[str, str]:
     return out
 
 
-def write_markdown(out: Path, result: dict[str, Any]) -> None:
-    L = ["# Benchmark: `--precision auto` against the best hand-written vendor pipeline", "",
-         f"Run {result['date']} on {result['machine']['cpu']} ({result['machine']['cores']} cores, shared with other "
-         "work: only ratios measured in the same run are reported).", "",
-         f"Command: `{result['command']}`", "", "Versions: " + ", ".join(f"{k} {v}" for k, v in result["versions"].items()),
-         "", "Claim under test (issue #10): the auto artifact's latency <= 0.9x the best single hand-written vendor "
-         "pipeline measured in the same run, within the accuracy budget (auto's default 1 pp, here top-1 "
-         "disagreement with PyTorch eager: the reference nets have random weights and no labels).", ""]
-    for m in result["models"]:
-        L += [f"## {TITLES.get(m['model'], m['model'])}", "",
-              "| artifact | top-1 agreement | cosine | p50 / best hand-written within budget | within 1 pp |",
-              "|---|---:|---:|---:|:-:|"]
-        ref = m["best_hand_within_budget"]
-        for k, lat in m["latency_ms"].items():
-            a = m["accuracy"][k]
-            ratio = paired(lat, m["latency_ms"][ref]) if ref else None
-            L.append(f"| {k} | {a['top1']:.3f} | {a['cosine']:.5f} | {f'{ratio:.2f}x' if ratio else '-'} | "
-                     f"{'yes' if (1 - a['top1']) * 100 <= m['budget_pp'] else 'no'} |")
-        L += ["", f"Best hand-written within the budget: **{ref or 'none'}**; fastest hand-written of any accuracy: "
-              f"{m['best_hand_any']}.", ""]
-        for k, r in m["auto"].items():
-            v = r["vs_best_within_budget"]
-            verdict = "met" if v is not None and v <= 0.9 else "not met"
-            L += [f"- **{k}** ({r['seconds']:.0f} s, exit {r['exit_code']}): {r['why']}. Settings: "
-                  f"`{json.dumps(r['runner_settings'])}`. Auto / best within budget: "
-                  f"{f'{v:.2f}x' if v is not None else '-'} (claim <= 0.9x: {verdict}); auto / fastest hand-written: "
-                  f"{r['vs_best_any']:.2f}x." + (f" Kept in float: {', '.join(r['sensitivity'])}." if r['sensitivity'] else "")]
-            for c in r["candidates"]:
-                L.append(f"  - candidate {c['name']}: {'meets' if c['qualifies'] else 'misses: ' + '; '.join(c['failures'])[:160]}"
-                         + (f", p50 {c['latency_ms_p50']:.3f} ms" if c.get("latency_ms_p50") else ""))
-        L.append("")
-    out.write_text("\n".join(L) + "\n")
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--models", default="resnet18,mobilenet_v2")
-    ap.add_argument("--targets", default="openvino,onnxruntime")
-    ap.add_argument("--calib", type=int, default=64)
-    ap.add_argument("--data", type=int, default=100)
-    ap.add_argument("--runs", type=int, default=30, help="latency runs per candidate setting inside auto")
-    ap.add_argument("--rounds", type=int, default=8)
-    ap.add_argument("--per-round", type=int, default=10)
-    ap.add_argument("--fallback-trials", type=int, default=4)
-    ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks-auto.md"))
-    ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "auto.json"))
-    ap.add_argument("--merge", default="", help="a JSON of an earlier run whose models the report keeps (each "
-                                                "model's ratios come from its own run)")
-    args = ap.parse_args(argv)
+def run_bench(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
+    run: dict[str, Any] = {"label": args.label, "machine": machine(), "versions": versions(),
+                           "command": "python benchmarks/auto.py " + shlex.join(argv), "load_processes": args.load,
+                           "settings": {k: getattr(args, k) for k in ("calib", "data", "runs", "tune", "rounds",
+                                                                        "per_round", "fallback_trials")},
+                           "load_trace": [], "models": []}
+    if args.wait_quiet:
+        run["wait"] = wait_quiet(args.wait_quiet, args.quiet_below)
     from edgeconv import auto
 
     auto.MAX_FALLBACK_TRIALS = args.fallback_trials
-    targets = [t for t in args.targets.split(",") if t]
-    result = {"date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
-              "versions": versions(), "command": "python benchmarks/auto.py " + shlex.join(argv or sys.argv[1:]),
-              "models": []}
-    if args.merge:
-        earlier = json.loads(Path(args.merge).read_text())
-        result["models"] = list(earlier["models"])
-        result["command"] = earlier["command"] + " ; " + result["command"]
-    for name in [m for m in args.models.split(",") if m]:
-        result["models"].append(bench_model(name, targets, args))
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2, default=str))
-        write_markdown(Path(args.out), result)
-    log(f"wrote {args.out} and {args.json}")
+    t0 = time.time()
+    run["start"] = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp(run, "start (before the background load)")
+    with Burner(args.load):
+        for name in [m for m in args.models.split(",") if m]:
+            work = Path(tempfile.mkdtemp(prefix=f"edgeconv-bench-auto-{name}-"))
+            log(f"{name}: export, reference outputs")
+            prep = {**prepare(name, work, args.calib, args.data), "name": name}
+            rows = [bench_target(prep, t, args, run) for t in args.targets.split(",") if t]
+            run["models"].append({"model": name, "targets": rows})
+            save(run, args)
+        stamp(run, "end (before stopping the background load)")
+    run["end"] = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    run["minutes"] = round((time.time() - t0) / 60, 1)
+    stamp(run, "end (after stopping the background load)")
+    save(run, args)
+    return run
+
+
+def save(run: dict[str, Any], args: argparse.Namespace) -> None:
+    path = Path(args.json or ROOT / "benchmarks" / "results" / f"auto-{args.label}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(run, indent=1, default=str))
+    log(f"wrote {path}")
+
+
+# -- the document -----------------------------------------------------------------------------------------------------
+def _settings(s: dict[str, Any] | None) -> str:
+    return ", ".join(f"{k}={v}" for k, v in (s or {}).items()) or "runtime defaults"
+
+
+def _run_header(run: dict[str, Any]) -> list[str]:
+    trace = run["load_trace"]
+    s = run["settings"]
+    w = run.get("wait")
+    waited = (f" Waited {w['waited_s']} s for the 1-minute load to fall below {w['threshold']} (until {w['until_utc']} "
+              f"UTC): {'reached' if w['reached'] else 'not reached, ran anyway'}." if w else "")
+    return [f"## Run `{run['label']}`: {run['start']} – {run['end']} ({run['minutes']} min)", "",
+            f"Command: `{run['command']}`", "",
+            f"Background load started by the benchmark: **{run['load_processes']} process(es)** (one core each)."
+            + waited + f" Load average (1/5/15 min) at the start {trace[0]['loadavg']}, at the end (load still on) "
+            f"{trace[-2]['loadavg']}, after stopping it {trace[-1]['loadavg']}; 1-minute load at each stage: "
+            + ", ".join(f"{t['what']} {t['loadavg'][0]}" for t in trace[1:-2]) + ".", "",
+            f"Sizes: {s['calib']} calibration and {s['data']} verification samples, auto `--tune {s['tune']}`, "
+            f"`--runs {s['runs']}`, at most {s['fallback_trials']} sensitive-layer trial builds; timing "
+            f"{s['rounds']} rounds x {s['per_round']} inferences per contender.", ""]
+
+
+def _run_table(run: dict[str, Any]) -> list[str]:
+    L = ["| model | runtime | auto winner (manifest settings) | auto p50 | defaults p50 | hand p50 | "
+         "auto / defaults | A/A (noise band) | holds | auto / hand | defaults / hand |",
+         "|---|---|---|--:|--:|--:|--:|--:|:-:|--:|--:|"]
+    for m in run["models"]:
+        for r in m["targets"]:
+            lat = r["latency_ms"]
+            L.append(f"| {TITLES.get(m['model'], m['model'])} | {r['target']} | {r['auto']['winner']} "
+                     f"({_settings(r['auto']['runner_settings'])}) | {lat['auto (manifest settings)']['p50']:.2f} ms | "
+                     f"{lat['runtime defaults']['p50']:.2f} ms | {lat['hand']['p50']:.2f} ms | "
+                     f"**{r['auto_vs_defaults']:.3f}x** | {r['aa']:.3f}x ({r['noise_band']:.3f}x) | {r['holds']} | "
+                     f"**{r['auto_vs_hand']:.3f}x** | {r['defaults_vs_hand']:.3f}x |")
+    return L + [""]
+
+
+def _run_tuning(run: dict[str, Any]) -> list[str]:
+    L = ["What auto's tuning saw and chose (the core's tournament during the conversion; ratios are paired against the "
+         "runtime defaults in the same rounds, a variant is kept only below the A/A noise minus 3 %):", ""]
+    for m in run["models"]:
+        for r in m["targets"]:
+            a, t = r["auto"], r["auto"].get("tuning") or {}
+            load = t.get("load") or {}
+            L.append(f"- {TITLES.get(m['model'], m['model'])} / {r['target']}: winner **{a['winner']}** "
+                     f"({_settings(a['runner_settings'])}) in {a['seconds']:.0f} s, exit {a['exit_code']}; tuning "
+                     f"`{t.get('level')}` ({t.get('rounds')} rounds x {t.get('per_round')}) at load {load.get('load1')}"
+                     f" ({'busy' if load.get('busy') else 'not busy'}); top-1 agreement with PyTorch: auto "
+                     f"{r['top1_agreement'].get('auto (manifest settings)', float('nan')):.3f}, hand "
+                     f"{r['top1_agreement'].get('hand', float('nan')):.3f}.")
+            for c in a["candidates"]:
+                tried = "; ".join(f"{v['settings']} {v['ratio']:.3f}x{' kept' if v['kept'] else ''}"
+                                  for v in c.get("settings_tried") or [])
+                state = "meets" if c["qualifies"] else "misses (" + "; ".join(c["failures"])[:140] + ")"
+                lat = f", p50 {c['latency_ms_p50']:.2f} ms" if c.get("latency_ms_p50") else ""
+                L.append(f"  - {c['name']}: {state}{lat}" + (f"; noise {c['tuning_noise']}x; variants: {tried}"
+                                                             if tried or c.get("tuning_noise") else ""))
+            for s in t.get("skipped") or []:
+                L.append(f"  - not tried: {s}")
+    return L + [""]
+
+
+def _reading(runs: list[dict[str, Any]]) -> list[str]:
+    L = ["## Reading", ""]
+    rows = [(run, m, r) for run in runs for m in run["models"] for r in m["targets"]]
+    bad = [(run, m, r) for run, m, r in rows if r["holds"] == "no"]
+    L.append(f"- **Auto vs the runtime defaults**: {len(rows) - len(bad)} of {len(rows)} rows hold (auto / defaults "
+             f"<= 1.0, or within the A/A noise band); auto / defaults ranges "
+             f"{min(r['auto_vs_defaults'] for *_, r in rows):.3f}x–{max(r['auto_vs_defaults'] for *_, r in rows):.3f}x."
+             + ("" if not bad else " Slower beyond the noise: " + "; ".join(
+                 f"{run['label']} {TITLES.get(m['model'], m['model'])}/{r['target']} {r['auto_vs_defaults']:.3f}x "
+                 f"(band {r['noise_band']:.3f}x)" for run, m, r in bad) + "."))
+    for run in runs:
+        chose = "; ".join(f"{TITLES.get(m['model'], m['model'])}/{r['target']}: {r['auto']['winner']} "
+                          f"({_settings(r['auto']['runner_settings'])})" for m in run["models"] for r in m["targets"])
+        L.append(f"- **Tuning chose** in `{run['label']}` ({run['load_processes']} load process(es)): {chose}.")
+    met = [r for *_, r in rows if r["auto_vs_hand"] <= GOAL]
+    L.append(f"- **Auto vs the best hand pipeline** (goal <= {GOAL}x): met in {len(met)} of {len(rows)} rows; "
+             + "; ".join(f"{run['label']} {TITLES.get(m['model'], m['model'])}/{r['target']} {r['auto_vs_hand']:.3f}x"
+                         for run, m, r in rows) + ".")
+    return L + [""]
+
+
+def write_doc(paths: list[str], out: Path, notes: str = "") -> None:
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    first = runs[0]
+    mach = first["machine"]
+    L = ["# Benchmark: `--precision auto` against the runtime defaults and the best hand pipeline (issue #24)", "",
+         "Generated by `benchmarks/auto.py` (" + ", ".join(f"`{r['label']}`" for r in runs) + f") on {mach['cpu']}, "
+         f"{mach['cores']} cores ({', '.join(mach['isa'])}; no AMX{' -- AMX present' if 'amx_tile' in mach['isa'] else ''}), "
+         f"{mach['platform']}, Python {mach['python']}. Versions: "
+         + ", ".join(f"{k} {v}" for k, v in first["versions"].items()) + ".", "",
+         "For each model (ResNet-18 and MobileNetV2 from `edgeconv.testing.refnets`, seeded random weights, N(0,1) "
+         "inputs, no downloads) and runtime, one interleaved loop times four contenders in the same rounds: the "
+         "`--precision auto` artifact **with its manifest's runner settings**, the **same artifact with the runtime "
+         "defaults**, the defaults a second time (**A/A**: the noise of this run) and the **best hand-written "
+         "pipeline** (onnxruntime: " + HAND["onnxruntime"] + "; OpenVINO: " + HAND["openvino"] + "). Ratios are "
+         "medians over rounds of the per-round paired ratio; the noise band is the largest A/A deviation over the "
+         "rounds. 'holds' is auto / defaults <= 1.0 (yes), or above 1.0 but inside the noise band (within noise). "
+         "Absolute times are from a shared 2-core machine; the ratios are what the run measures. p50 is over all "
+         "inferences of a contender.", ""]
+    L += _reading(runs)
+    if notes:
+        L += [notes.strip(), ""]
+    for run in runs:
+        L += _run_header(run) + _run_table(run) + _run_tuning(run)
+        for m in run["models"]:
+            for r in m["targets"]:
+                L.append(f"- {TITLES.get(m['model'], m['model'])}/{r['target']} hand pipeline: {r['hand']}; auto "
+                         f"runner: {r['runner_info'].get('auto (manifest settings)')}")
+        L.append("")
+    L += ["TFLite (LiteRT) is not in these runs: the two CPU runtimes of issue #24's table fit the ~20 minute budget "
+          "per run; `--targets` takes only onnxruntime and openvino here.", ""]
+    out.write_text("\n".join(L) + "\n")
+    log(f"wrote {out}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", default="resnet18,mobilenet_v2")
+    ap.add_argument("--targets", default="onnxruntime,openvino")
+    ap.add_argument("--calib", type=int, default=32, help="calibration samples (auto and the hand pipelines)")
+    ap.add_argument("--data", type=int, default=100, help="verification samples (auto's accuracy budget)")
+    ap.add_argument("--runs", type=int, default=20, help="auto's --runs (timing runs while verifying candidates)")
+    ap.add_argument("--tune", default="quick", choices=("off", "quick", "full"))
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--per-round", type=int, default=10)
+    ap.add_argument("--fallback-trials", type=int, default=3, help="auto's sensitive-layer trial builds at most")
+    ap.add_argument("--load", type=int, default=0, help="background processes burning one core each")
+    ap.add_argument("--wait-quiet", default="", help="HH:MM UTC: first wait for the load to fall, at most until then")
+    ap.add_argument("--quiet-below", type=float, default=2.0)
+    ap.add_argument("--label", default="")
+    ap.add_argument("--json", default="")
+    ap.add_argument("--write-doc", nargs="+", default=None, metavar="JSON", help="write the document from runs")
+    ap.add_argument("--notes", default="", help="a markdown file whose text goes after the reading section")
+    ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks-auto.md"))
+    args = ap.parse_args(argv)
+    if args.write_doc:
+        write_doc(args.write_doc, Path(args.out), Path(args.notes).read_text() if args.notes else "")
+        return 0
+    bad = [t for t in args.targets.split(",") if t and t not in ("onnxruntime", "openvino")]
+    if bad:
+        ap.error(f"--targets: {bad[0]!r} has no hand pipeline here (onnxruntime, openvino)")
+    args.label = args.label or ("quiet" if not args.load else f"load{args.load}")
+    run_bench(args, argv)
     return 0
 
 
