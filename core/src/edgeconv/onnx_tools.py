@@ -129,11 +129,22 @@ def check_external_data(proto, path: Path) -> list[Path]:
     return sorted(set(found))
 
 
+def check_io_types(proto, where: Any) -> None:
+    """Every graph input (but initializers) that is a tensor must have a defined element type: an UNDEFINED (0)
+    type passes the ONNX checker, and onnxruntime's symbolic shape inference then never terminates on it (found by
+    tests/test_fuzz.py: one byte of the input's type set to 0)."""
+    inits = {t.name for t in proto.graph.initializer}
+    for v in proto.graph.input:
+        if v.name not in inits and v.type.WhichOneof("value") == "tensor_type" and v.type.tensor_type.elem_type == 0:
+            raise BadInput(f"graph input {v.name!r} has no element type (UNDEFINED)", file=where, stage="import")
+
+
 def from_proto(proto, path: Path | None, *, input_shapes: dict[str, tuple[int, ...]] | None = None) -> Model:
     import onnx
 
     where = path or "<ModelProto>"
     proto, fixes = normalize_io(proto)
+    check_io_types(proto, where)
     try:
         if proto.ByteSize() < INLINE_LIMIT:
             onnx.checker.check_model(proto)
