@@ -511,3 +511,18 @@ def ort_tool_cwd() -> Iterator[None]:
     finally:
         os.chdir(old)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def with_outputs(proto: Any, names: Any) -> Any:
+    """A copy of ``proto`` that also outputs the tensors ``names`` (their types left to the runtime): how a
+    calibration pass, a layer trace or a range probe reads intermediate tensors on onnxruntime."""
+    import onnx
+
+    m = onnx.ModelProto()
+    m.CopyFrom(proto)
+    have = {o.name for o in m.graph.output}
+    for name in names:
+        if name not in have:
+            m.graph.output.append(onnx.ValueInfoProto(name=name))
+            have.add(name)
+    return m

@@ -54,6 +54,7 @@ from .onnx_tools import (
     iter_nodes,
     ort_tool_cwd,
     pin_shapes,
+    with_outputs,
 )
 from .onnx_tools import graphs as onnx_graphs
 from .onnx_tools import read as read_onnx
@@ -146,4 +147,5 @@ __all__ = [
     "save_onnx",
     "to_debug_log",
     "share_failure",
+    "with_outputs",
 ]

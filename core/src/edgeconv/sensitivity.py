@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import BadInput
+from .onnx_tools import with_outputs
 from .records import keep_float_option  # noqa: F401  (kept importable here for older callers)
 
 if TYPE_CHECKING:
@@ -78,20 +79,6 @@ def candidates(proto: Any) -> list[Any]:
         if any(x and x not in inits for x in node.input):
             out.append(node)
     return out
-
-
-def _with_outputs(proto: Any, names: Sequence[str]) -> Any:
-    """A copy of ``proto`` that also outputs the tensors ``names`` (types left to onnxruntime)."""
-    import onnx
-
-    m = onnx.ModelProto()
-    m.CopyFrom(proto)
-    have = {o.name for o in m.graph.output}
-    for name in names:
-        if name not in have:
-            m.graph.output.append(onnx.ValueInfoProto(name=name))
-            have.add(name)
-    return m
 
 
 def _session(proto: Any, threads: int | None, folder: Path | None = None) -> Any:
@@ -280,7 +267,7 @@ def rank(proto: Any, eval_feeds: list[dict[str, np.ndarray]], calib_feeds: list[
         folder = Path(tmp)
         light = _light(proto, folder)
         say(f"sensitivity: activation ranges of {len(tensors)} tensors")
-        probe = _session(_with_outputs(light, tensors), threads, folder)
+        probe = _session(with_outputs(light, tensors), threads, folder)
         ranges = _ranges(probe, calib_feeds, tensors)
         del probe
         ref = _run(_session(light, threads, folder), eval_feeds, graph_outputs)
@@ -631,7 +618,7 @@ def mixed_range_concats(proto: Any, feeds: list[dict[str, np.ndarray]], *, ratio
         return []
     inits = {i.name for i in proto.graph.initializer}
     names = [x for x in dict.fromkeys(x for f in found for x in f["inputs"]) if x not in inits]
-    ranges = _ranges(_session(_with_outputs(proto, names), threads), feeds, names)
+    ranges = _ranges(_session(with_outputs(proto, names), threads), feeds, names)
     out = []
     for f in found:
         mags = {x: max(abs(ranges[x][0]), abs(ranges[x][1])) for x in f["inputs"] if x in ranges}

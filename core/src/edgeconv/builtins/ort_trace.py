@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgeconv.plugin import with_outputs
+
 GOLDEN = "__edgeconv_golden"
 
 
@@ -83,19 +85,6 @@ def _session(proto: Any, level: str, threads: int | None) -> Any:
     except Exception as exc:  # noqa: BLE001 - onnxruntime's own exception types
         raise BadInput(f"onnxruntime cannot load the artifact with its tensors exposed: "
                        f"{' '.join(str(exc).split())[:240]}", stage="debug") from None
-
-
-def _exposed(proto: Any, names: list[str]) -> Any:
-    import onnx
-
-    m = onnx.ModelProto()
-    m.CopyFrom(proto)
-    have = {o.name for o in m.graph.output}
-    for name in names:
-        if name not in have:
-            m.graph.output.append(onnx.ValueInfoProto(name=name))
-            have.add(name)
-    return m
 
 
 def _to_artifact(value: Any, entry: dict[str, Any], dtype: Any) -> Any:
@@ -171,7 +160,7 @@ class OrtTracer:
         level = str((options or {}).get("graph_optimization") or "all")
         where = points(proto, reference)
         names = list(dict.fromkeys(e["name"] for e in where.values()))
-        sess = _session(_exposed(proto, names), level, threads)
+        sess = _session(with_outputs(proto, names), level, threads)
         notes = [f"{len(where)} reference tensors found in the artifact by name"]
         runs: list[dict[str, Any]] = []
         if golden is None:
@@ -181,7 +170,7 @@ class OrtTracer:
         else:
             first = dict(zip(names, sess.run(names, feeds[0]), strict=True))
             cut, golden_of = _isolate(proto, where, {k: np.asarray(v).dtype for k, v in first.items()}, set(golden[0]))
-            sess = _session(_exposed(cut, names), level, threads)
+            sess = _session(with_outputs(cut, names), level, threads)
             for feed, gold in zip(feeds, golden, strict=True):
                 extra = {new: _to_artifact(gold[ref], entry, dtype) for new, (ref, entry, dtype) in golden_of.items()}
                 got = dict(zip(names, sess.run(names, {**feed, **extra}), strict=True))

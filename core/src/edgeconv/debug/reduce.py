@@ -97,7 +97,8 @@ def all_values(proto: Any, feeds: list[dict[str, Any]], threads: int | None = No
     format's ``[N, *sample shape]``: a sample keeps its own shape, whatever its rank)."""
     import numpy as np
 
-    from .trace import ort_session, with_outputs
+    from ..onnx_tools import with_outputs
+    from .trace import ort_session
 
     names = list(dict.fromkeys([i.name for i in proto.graph.input] +
                                [t for n in proto.graph.node if n.op_type != "Constant" for t in n.output if t]))

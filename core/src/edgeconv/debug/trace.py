@@ -21,12 +21,13 @@ when it is not the reference's (``layout``: ``"channels_last"``) and how to dequ
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BadInput
+from ..onnx_tools import with_outputs
 from ..report import dumps
 
 if TYPE_CHECKING:
@@ -116,20 +117,6 @@ def graph_order(proto: Any) -> list[tuple[str, Any]]:
             continue
         out += [(t, node) for t in node.output if t]
     return out
-
-
-def with_outputs(proto: Any, names: Sequence[str]) -> Any:
-    """A copy of ``proto`` that also outputs ``names`` (types left to onnxruntime)."""
-    import onnx
-
-    m = onnx.ModelProto()
-    m.CopyFrom(proto)
-    have = {o.name for o in m.graph.output}
-    for name in names:
-        if name not in have:
-            m.graph.output.append(onnx.ValueInfoProto(name=name))
-            have.add(name)
-    return m
 
 
 def ort_session(proto: Any, threads: int | None = None, level: str = "all") -> Any:
