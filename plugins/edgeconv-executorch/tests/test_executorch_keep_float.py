@@ -109,6 +109,12 @@ def test_keeping_the_one_broken_convolution_in_float_fixes_int8(outlier):
     assert p["float_producers"] == ["relu1 (relu)", "conv1 (conv2d)"]
     assert p["float_ops"] == ["conv1 (conv2d)", "conv2 (conv2d)"] and p["quantized_ops"] == {"linear": 1}
     assert plain.report["passes"][0]["quantized_ops"] == {"conv2d": 2, "linear": 1}
+    # the precision share counts them, kept float on purpose: not a failure
+    share = kept.report["precision_share"]
+    assert share["nodes"] == {"total": 3, "at_precision": 1, "kept_float": 2, "in_subgraphs": 0,
+                              "in_subgraphs_at_precision": 0}
+    assert share["share_not_kept"] == 1.0 and share["pass"] is True
+    assert plain.report["precision_share"]["share"] == 1.0
     # everything still runs in XNNPACK (the float convolutions as fp32 operators)
     d = kept.report["artifact"]["details"]["delegation"]
     assert d["portable_ops"] == 0 and d["delegated_share"] == 1.0
@@ -158,3 +164,16 @@ def test_auto_s_layer_fallback_ranks_the_onnx_export_and_repairs_int8(outlier):
     assert "torch model" in fallback["trace"]["why_not"]  # the .pte exposes no ONNX-named tensors: said, not hidden
     assert r.report["passes"][0]["keep_float_modules"] == ["conv2"]
     assert r.report["accuracy"]["drop_pp"] < 1.0
+
+
+def test_an_int8_program_whose_weighted_ops_stayed_float_fails_its_precision_share():
+    from edgeconv_executorch.precision import weighted_share
+
+    from edgeconv.plugin import share_failure
+
+    none = weighted_share({"quantized": {}, "float": ["features.0 (conv2d)", "fc (linear)"]}, [], [])
+    assert none["share"] == 0.0 and none["not_at_precision"][0] == {"node": "features.0", "op_type": "conv2d"}
+    assert "0 of 2 compute nodes are int8" in share_failure(none)
+    kept = weighted_share({"quantized": {"linear": 1}, "float": ["conv2 (conv2d)", "conv1 (conv2d)"]}, ["conv2"],
+                          ["relu1 (relu)", "conv1 (conv2d)"])
+    assert (kept["share"], kept["share_not_kept"]) == (round(1 / 3, 4), 1.0) and share_failure(kept) is None

@@ -78,6 +78,10 @@ def export(model: Model, job: Any) -> Artifact:
         "serialize_seconds": round(done - lowered, 3),
         "pte_bytes": pte.stat().st_size,
     }
+    from .precision import SHARE
+
+    if precision == "int8" and isinstance(job.state.get(SHARE), dict):  # the verdict reads it (exit 1 under half)
+        details["precision_share"] = job.state[SHARE]
     runner_options: dict[str, Any] = {"input_names": [t.name for t in io.inputs],
                                       "output_names": [t.name for t in io.outputs]}
     if job.options.get("threads"):

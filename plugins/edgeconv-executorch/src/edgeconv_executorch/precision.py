@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from edgeconv.plugin import BadInput, Model, ToolchainFailed, brief, keep_float_option, to_debug_log
+from edgeconv.plugin import BadInput, Model, ToolchainFailed, brief, keep_float_option, share_failure, to_debug_log
 
 from . import capture
 
@@ -97,7 +97,35 @@ def quantize_pt2e(model: Model, job: Any) -> tuple[Model, dict[str, Any]]:
         info["float_producers"] = record["float_producers"]
     if not census["quantized"]:
         job.warn("the quantizer annotated no weighted operator: the int8 program computes in float")
+    share = weighted_share(census, modules, record.get("float_producers") or [] if keep else [])
+    why = share_failure(share)
+    share.update({"pass": why is None, "reason": why})
+    job.state[SHARE] = share  # the exporter puts it in the artifact's details, which the verdict reads
+    if why:
+        job.warn(f"not int8: {why}")
     return _model(model, qep, converted, "int8"), info
+
+
+SHARE = "executorch.precision_share"  # job.state key: the int8 pass's share, for the exporter
+
+
+def weighted_share(census: dict[str, Any], kept_modules: list[str], producers: list[str]) -> dict[str, Any]:
+    """The share of the weighted operators (conv, linear, matmul: where the MACs are) that read int8 weights, in
+    the format of ``edgeconv.plugin.precision_share`` (basis: those operators, counted in the converted program).
+    Operators of modules kept float on purpose (keep_float and the producers of their inputs) are counted apart."""
+    floats = list(census["float"])
+    on_purpose = {m for m in kept_modules} | {p.rsplit(" (", 1)[0] for p in producers}
+    kept = [f for f in floats if f.rsplit(" (", 1)[0] in on_purpose]
+    at = sum(census["quantized"].values())
+    total = at + len(floats)
+    not_kept = total - len(kept)
+    nodes = {"total": total, "at_precision": at, "kept_float": len(kept), "in_subgraphs": 0,
+             "in_subgraphs_at_precision": 0}
+    return {"requested": "int8", "basis": "nodes", "counted_in": "the quantized ExportedProgram (PT2E), weighted ops",
+            "nodes": nodes, "share": round(at / total, 4) if total else 1.0,
+            "share_not_kept": round(at / not_kept, 4) if not_kept else 1.0,
+            "not_at_precision": [{"node": f.rsplit(" (", 1)[0], "op_type": f.rsplit(" (", 1)[-1].rstrip(")")}
+                                 for f in floats if f not in kept]}
 
 
 def _float16_class() -> Any:
