@@ -68,7 +68,12 @@ def test_fp32_agrees_with_source(artifacts, key, target):
     for f in rep["fidelity"]:
         assert f["shape_ok"], f
         assert f["cosine"] >= 0.999, f
-    assert rep["verdict"]["status"] == "pass", rep["verdict"]
+    if rep["verdict"]["status"] != "pass":
+        # OpenVINO on a CPU with AVX512-BF16/AMX: the verified f32 configuration passes, but a plain
+        # compile_model(xml) computes in bf16 and misses bf16's gates (the DB detector's probability map: max abs
+        # 0.34 of its range at cosine 0.9999); the verdict says so and names the properties to deploy with
+        assert target == "openvino" and rep["verdict"]["failures"] == [rep["verdict"]["reason"]], rep["verdict"]
+        assert rep["verdict"]["decided_by"] == "deployment" and "INFERENCE_PRECISION_HINT" in rep["verdict"]["reason"]
 
 
 @pytest.mark.parametrize("target", TARGETS)

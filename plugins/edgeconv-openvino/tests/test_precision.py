@@ -92,6 +92,11 @@ def test_runtime_settings_in_the_ir_and_the_plain_load_checked(tmp_path):
     else:  # a host with avx512_bf16 or AMX: bf16 breaks the model even at bf16's gates, and the verdict says so
         assert plain["pass"] is False and plain["fidelity"][0]["cosine"] < 0.99
         assert res.exit_code == 1 and res.report["verdict"]["decided_by"] == "deployment"
+        # a deployment that passes the printed properties says so: the plain load then only warns
+        warned = edgeconv.convert(str(path), "openvino", precision="fp32", data=str(tmp_path / "data.npz"),
+                                  output=tmp_path / "w", options={"plain_load": "warn"}, **COMMON)
+        assert warned.exit_code == 0 and "deployment" not in warned.report["artifact"]["details"]
+        assert any("INFERENCE_PRECISION_HINT" in w for w in warned.report["warnings"])
         assert "compile_model(xml, 'CPU', {'INFERENCE_PRECISION_HINT': 'f32'" in plain["reason"]
         assert any("INFERENCE_PRECISION_HINT" in w for w in res.report["warnings"])
 

@@ -112,6 +112,6 @@ def plain_load_check(source: Any, xml: Any, io: Any, job: Any, runner_options: d
             f"a plain compile_model(xml, {device!r}) computes in {hint} on this host and fails the fidelity contract "
             f"at {gates}'s gates "
             f"({'; '.join(w['name'] + ': ' + '; '.join(w.get('failures') or []) for w in worst)[:300]}): deploy "
-            f"with compile_model(xml, {device!r}, {config})"),
+            f"with compile_model(xml, {device!r}, {config}) (-O plain_load=warn when your deployment does)"),
     })
     return out

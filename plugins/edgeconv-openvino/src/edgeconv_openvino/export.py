@@ -90,8 +90,10 @@ def export(model: Model, job: Any):
         plain = deploy.plain_load_check(model, xml, model.io, job, runner_options)
         details["plain_load"] = plain
         # the verdict reads this (the core's generic deployment check): a plain load that fails the contract fails
-        details["deployment"] = {"check": f"plain compile_model(xml, {plain['device']!r})", "pass": plain["pass"],
-                                 "reason": plain["reason"], "settings": plain["deploy_config"]}
+        if (opts.get("plain_load") or "verdict") == "verdict":
+            details["deployment"] = {"check": f"plain compile_model(xml, {plain['device']!r})",
+                                     "pass": plain["pass"], "reason": plain["reason"],
+                                     "settings": plain["deploy_config"]}
         _plain_warnings(job, plain, details.get("device_name"))
     if quantization is not None:
         details["quantization"] = quantization

@@ -25,6 +25,9 @@ OPTIONS = (
     Option("performance_hint", str, "latency", "runtime PERFORMANCE_HINT", ("latency", "throughput", "cumulative_throughput")),
     Option("streams", str, None, "runtime NUM_STREAMS: a number or auto (default: from the performance hint)"),
     Option("threads", int, None, "runtime INFERENCE_NUM_THREADS stored with the artifact (--threads overrides it for a run)"),
+    Option("plain_load", str, "verdict", "a plain compile_model(xml) that computes in another precision than the "
+           "verified one is verified too; verdict: its failure fails the conversion; warn: only warn (your deployment "
+           "passes the properties edgeconv prints)", ("verdict", "warn")),
     # INT8 (NNCF post-training quantization)
     Option("subset_size", int, 300, "int8: calibration samples NNCF uses (at most)"),
     Option("preset", str, "auto", "int8: NNCF preset; auto: performance for CNNs, mixed for transformers",
