@@ -379,26 +379,32 @@ def _run_header(run: dict[str, Any]) -> list[str]:
     return [f"## Run `{run['label']}`: {run['start']} – {run['end']} ({run['minutes']} min)", "",
             f"Command: `{run['command']}`", "",
             f"Background load started by the benchmark: **{run['load_processes']} process(es)** (one core each)."
-            + waited + f" Load average (1/5/15 min) at the start {trace[0]['loadavg']}, at the end (load still on) "
-            f"{trace[-2]['loadavg']}, after stopping it {trace[-1]['loadavg']}; 1-minute load at each stage: "
+            + waited + f" Load average (1/5/15 min) at the start {trace[0]['loadavg']}, at the end "
+            + (f"(load still on) {trace[-2]['loadavg']}, after stopping it {trace[-1]['loadavg']}"
+               if run["load_processes"] else f"{trace[-1]['loadavg']}") + "; 1-minute load at each stage: "
             + ", ".join(f"{t['what']} {t['loadavg'][0]}" for t in trace[1:-2]) + ".", "",
             f"Sizes: {s['calib']} calibration and {s['data']} verification samples, auto `--tune {s['tune']}`, "
             f"`--runs {s['runs']}`, at most {s['fallback_trials']} sensitive-layer trial builds; timing "
             f"{s['rounds']} rounds x {s['per_round']} inferences per contender.", ""]
 
 
+def _holds(r: dict[str, Any]) -> str:
+    return r["holds"] + (" (auto kept the defaults: an A/A too)" if not r["settings"]["stored"] else "")
+
+
 def _run_table(run: dict[str, Any]) -> list[str]:
     L = ["| model | runtime | auto winner (manifest settings) | auto p50 | defaults p50 | hand p50 | "
-         "auto / defaults | A/A (noise band) | holds | auto / hand | defaults / hand |",
-         "|---|---|---|--:|--:|--:|--:|--:|:-:|--:|--:|"]
+         "auto / defaults | A/A (noise band) | holds | auto / hand | defaults / hand | top-1 auto / hand |",
+         "|---|---|---|--:|--:|--:|--:|--:|:-:|--:|--:|--:|"]
     for m in run["models"]:
         for r in m["targets"]:
             lat = r["latency_ms"]
             L.append(f"| {TITLES.get(m['model'], m['model'])} | {r['target']} | {r['auto']['winner']} "
                      f"({_settings(r['auto']['runner_settings'])}) | {lat['auto (manifest settings)']['p50']:.2f} ms | "
                      f"{lat['runtime defaults']['p50']:.2f} ms | {lat['hand']['p50']:.2f} ms | "
-                     f"**{r['auto_vs_defaults']:.3f}x** | {r['aa']:.3f}x ({r['noise_band']:.3f}x) | {r['holds']} | "
-                     f"**{r['auto_vs_hand']:.3f}x** | {r['defaults_vs_hand']:.3f}x |")
+                     f"**{r['auto_vs_defaults']:.3f}x** | {r['aa']:.3f}x ({r['noise_band']:.3f}x) | {_holds(r)} | "
+                     f"**{r['auto_vs_hand']:.3f}x** | {r['defaults_vs_hand']:.3f}x | "
+                     f"{r['top1_agreement']['auto (manifest settings)']:.2f} / {r['top1_agreement']['hand']:.2f} |")
     return L + [""]
 
 
@@ -441,10 +447,22 @@ def _reading(runs: list[dict[str, Any]]) -> list[str]:
         chose = "; ".join(f"{TITLES.get(m['model'], m['model'])}/{r['target']}: {r['auto']['winner']} "
                           f"({_settings(r['auto']['runner_settings'])})" for m in run["models"] for r in m["targets"])
         L.append(f"- **Tuning chose** in `{run['label']}` ({run['load_processes']} load process(es)): {chose}.")
+    for run in runs:
+        t = [r["auto"].get("tuning") or {} for m in run["models"] for r in m["targets"]]
+        busy = [x for x in t if (x.get("load") or {}).get("busy")]
+        L.append(f"- **Load during tuning** in `{run['label']}`: 1-minute load "
+                 + ", ".join(str((x.get("load") or {}).get("load1")) for x in t) + f" on {run['machine']['cores']} "
+                 f"cores; {len(busy)} of {len(t)} tournaments ran 'busy' (thread-reducing variants not tried).")
     met = [r for *_, r in rows if r["auto_vs_hand"] <= GOAL]
     L.append(f"- **Auto vs the best hand pipeline** (goal <= {GOAL}x): met in {len(met)} of {len(rows)} rows; "
              + "; ".join(f"{run['label']} {TITLES.get(m['model'], m['model'])}/{r['target']} {r['auto_vs_hand']:.3f}x"
                          for run, m, r in rows) + ".")
+    worse = sorted({f"{TITLES.get(m['model'], m['model'])}/{r['target']} {r['top1_agreement']['hand']:.2f}"
+                    for _run, m, r in rows if (1 - r["top1_agreement"]["hand"]) * 100 > 1.0})
+    if worse:
+        L.append("- Hand INT8 pipelines outside auto's accuracy budget (1 pp top-1 disagreement with PyTorch, "
+                 "random-weight nets): top-1 agreement " + "; ".join(worse) + ". There auto keeps a float "
+                 "precision and auto / hand compares it with a less accurate INT8 model.")
     return L + [""]
 
 
