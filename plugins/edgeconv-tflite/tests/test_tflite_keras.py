@@ -50,8 +50,10 @@ PRECISIONS = [
     ("fp32", {}, 0.999999, 1e-5, 1.0),
     ("fp16", {}, 0.99999, 5e-3, 0.6),
     ("int8-dynamic", {}, 0.999, 0.1, 0.5),  # the small first conv and last dense stay float (< 1024 weights)
-    ("int8", {}, 0.99, 0.2, 0.4),
-    ("int8", {"io_type": "uint8"}, 0.99, 0.2, 0.4),
+    # int8: weights a quarter of fp32's plus the flatbuffer's fixed overhead and per-channel scales, which weigh on
+    # a 34 KB model (13,648 of 34,108 bytes, 0.4001 of fp32, once in a CI dry run under load)
+    ("int8", {}, 0.99, 0.2, 0.42),
+    ("int8", {"io_type": "uint8"}, 0.99, 0.2, 0.42),
 ]
 
 
