@@ -110,3 +110,35 @@ def test_bench_times_stored_settings_against_the_defaults(auto_busy, tmp_path):
     v = res["stored_settings"]
     assert v["settings"] == {"graph_optimization": "disable"} and v["ratio_to_defaults"] > 0 and v["noise"] >= 1.0
     assert edgeconv.bench(folder, runs=5, memory=False, tune="off")["stored_settings"] is None
+
+
+def test_the_load_is_other_processes_cpu_use_not_this_conversion(monkeypatch):
+    """On 2 cores the 1-minute load average counted the conversion itself and said busy on an idle machine: the
+    load is other processes' CPU use over a short window while this process sleeps, less this process's own CPU
+    time in that window (a runtime's thread pool spinning on)."""
+    import time
+
+    monkeypatch.setattr(tuning.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(tuning.os, "getloadavg", lambda: (3.9, 3.0, 2.0))  # this conversion's own load
+    monkeypatch.setattr(time, "sleep", lambda s: None)
+
+    def machine(busy_jiffies: int, own_seconds: float):
+        ticks = iter([(1000, 10000), (1000 + busy_jiffies, 10100)])  # 100 jiffies of both cores in the window
+        own = iter([5.0, 5.0 + own_seconds])
+        monkeypatch.setattr(tuning, "_cpu_ticks", lambda: next(ticks))
+        monkeypatch.setattr(time, "process_time", lambda: next(own))
+        return tuning.machine_load()
+
+    idle = machine(busy_jiffies=10, own_seconds=0.0)  # 0.2 cores used by others
+    assert idle["busy"] is False and idle["others_busy_cores"] == 0.2 and idle["load1"] == 3.9
+    spinning = machine(busy_jiffies=60, own_seconds=0.5)  # 1.2 cores busy, 1.0 of them this process: not busy
+    assert spinning["busy"] is False and spinning["others_busy_cores"] == 0.2
+    loaded = machine(busy_jiffies=70, own_seconds=0.0)  # another process burning 1.4 cores
+    assert loaded["busy"] is True and loaded["others_busy_cores"] == 1.4
+
+
+def test_the_load_is_measured_here():
+    load = tuning.machine_load()
+    cores = tuning.os.cpu_count() or 1
+    assert load["measured"].startswith("other processes")  # Linux: /proc/stat
+    assert 0.0 <= load["others_busy_cores"] <= cores

@@ -198,9 +198,8 @@ def _note_tuning(report: dict[str, Any], record: dict[str, Any], best: dict[str,
     report["auto"]["tuning"] = {**record, "winner": best.get("tuning") if best else None}
     load = record["load"]
     if load["busy"]:
-        report["warnings"].append(f"the machine was busy while tuning (load {load['load1']} on {load['cores']} "
-                                  "cores): thread-reducing settings were not tried; re-run on a quiet machine for "
-                                  "settings that hold")
+        report["warnings"].append(f"the machine was busy while tuning ({tuning.load_text(load)}): thread-reducing "
+                                  "settings were not tried; re-run on a quiet machine for settings that hold")
 
 
 def _build_candidates(s: Session, chosen: list[str], notes: list[str], timings: dict[str, float]) -> None:
@@ -393,7 +392,7 @@ def _contenders(c: dict[str, Any], req: ConversionRequest, tune: str, load: dict
     variants = runtime_variants(model.form, req.threads)[1:] if tune != "off" else []
     if load["busy"]:
         kept = [v for v in variants if not tuning.takes_threads_away(v)]
-        skipped += [f"{c['name']} {_label(v)}: the machine is busy (load {load['load1']} on {load['cores']} cores): "
+        skipped += [f"{c['name']} {_label(v)}: the machine is busy ({tuning.load_text(load)}): "
                     "fewer threads would win against the contention, not on the device" for v in variants
                     if v not in kept]
         variants = kept

@@ -24,14 +24,60 @@ MARGIN = 0.03  # a kept variant is at least 3 % faster than the defaults beyond 
 TUNE_LEVELS = {"off": (0, 0), "quick": (5, 10), "full": (9, 20)}  # rounds, inferences per round
 
 
+LOAD_WINDOW_S = 0.5  # how long the machine's CPU use is sampled, this process idle
+
+
+def _cpu_ticks() -> tuple[int, int] | None:
+    """(busy, total) jiffies of all CPUs, from /proc/stat (None where there is none)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    total = sum(fields[:8])  # user nice system idle iowait irq softirq steal (guest is inside user)
+    return total - idle, total
+
+
+def others_busy_cores(window: float = LOAD_WINDOW_S) -> float | None:
+    """How many cores other processes keep busy: the machine's CPU use over ``window`` seconds while this process
+    sleeps, less this process's own (a runtime's spinning thread pool). None where /proc/stat is missing."""
+    import time
+
+    cores = os.cpu_count() or 1
+    a, own_a = _cpu_ticks(), time.process_time()
+    if a is None:
+        return None
+    time.sleep(window)
+    b, own_b = _cpu_ticks(), time.process_time()
+    if b is None or b[1] <= a[1]:
+        return None
+    busy = (b[0] - a[0]) / (b[1] - a[1]) * cores - (own_b - own_a) / window
+    return round(max(0.0, busy), 2)
+
+
 def machine_load() -> dict[str, Any]:
-    """The 1-minute load average against the cores: ``busy`` when above half of them."""
+    """Whether other work competes for the cores while settings are timed: ``busy`` when other processes keep
+    more than half of them busy, measured now over a short window with this process idle. (The 1-minute load
+    average, kept for the record, counts this very conversion: on 2 cores it said busy on an idle machine.)"""
     cores = os.cpu_count() or 1
     try:
-        load1 = os.getloadavg()[0]
+        load1: float | None = round(os.getloadavg()[0], 2)
     except OSError:
-        return {"load1": None, "cores": cores, "busy": False}
-    return {"load1": round(load1, 2), "cores": cores, "busy": load1 > 0.5 * cores}
+        load1 = None
+    others = others_busy_cores()
+    if others is None:  # no /proc/stat: the load average is all there is
+        return {"load1": load1, "cores": cores, "busy": load1 is not None and load1 > 0.5 * cores,
+                "measured": "load average"}
+    return {"load1": load1, "cores": cores, "others_busy_cores": others, "busy": others > 0.5 * cores,
+            "measured": f"other processes' CPU use over {LOAD_WINDOW_S:g} s"}
+
+
+def load_text(load: dict[str, Any]) -> str:
+    """How busy the machine was, in words: other processes' cores, else the load average."""
+    if load.get("others_busy_cores") is not None:
+        return f"other processes kept {load['others_busy_cores']:g} of {load['cores']} cores busy"
+    return f"load {load.get('load1')} on {load.get('cores')} cores"
 
 
 def takes_threads_away(settings: dict[str, Any]) -> bool:
