@@ -132,6 +132,7 @@ def register_runners(register):
             requirements=(Requirement("ais_bench on an Ascend host", RUN_HINT, modules=("ais_bench",),
                                       env=("EDGECONV_AIS_BENCH_PYTHON",)),),
             options=RUNNER_OPTIONS,
+            board="edgeconv_ascend.board",  # the board half (docs/boards.md): ais_bench InferSession
         )
     )
 

@@ -90,6 +90,7 @@ def register_runners(register):
             factory="edgeconv_sophon.runner:CmodelRunner",
             requirements=(TOOLCHAIN,),
             options=RUNNER_OPTIONS,
+            board="edgeconv_sophon.board",  # the board half (docs/boards.md): sophon.sail on the device
             tracer="edgeconv_sophon.trace:TRACER",  # edgeconv debug layers: tpu-mlir's debugger in the cmodel
         )
     )

@@ -106,6 +106,7 @@ def register_runners(register):
             requirements=(Requirement("the TensorRT Python runtime", INSTALL_HINT, modules=("tensorrt",)),),
             # What a manifest's runner_options may hold (exactly what the exporter writes); nothing is executed.
             options={"engine": dict, "device": int, "prepared_only": bool, "command": str},
+            board="edgeconv_tensorrt.board",  # the board half (docs/boards.md): tensorrt + cuda-python on a Jetson
         )
     )
 

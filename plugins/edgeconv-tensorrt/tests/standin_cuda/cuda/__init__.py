@@ -1,0 +1,1 @@
+"""STAND-IN for cuda-python (tests only; see ``bindings/runtime.py``)."""
