@@ -79,6 +79,7 @@ def register_targets(register):
 def register_runners(register):
     register(RunnerSpec(form="openvino", name="openvino", factory="edgeconv_openvino.runner:OVRunner",
                         requirements=(OPENVINO,), options=RUNNER_OPTIONS, tuning="edgeconv_openvino.runner:tuning",
+                        board="edgeconv_openvino.board",
                         tracer="edgeconv_openvino.trace:TRACER"))
 
 
