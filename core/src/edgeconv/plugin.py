@@ -76,7 +76,7 @@ from .records import (
     did_you_mean,
     keep_float_option,
 )
-from .sensitivity import mixed_range_concats, precision_share, share_failure
+from .sensitivity import mixed_range_concats, precision_share, share_failure, share_record
 from .request import check_ratio
 from .toolchain import MoveAside, OptionalImport, Toolchain, ToolchainEnv
 from .toolchain import resolve as resolve_toolchain
@@ -147,5 +147,6 @@ __all__ = [
     "save_onnx",
     "to_debug_log",
     "share_failure",
+    "share_record",
     "with_outputs",
 ]

@@ -532,14 +532,22 @@ def precision_share(proto: Any, requested: str, kept_float: Sequence[str] = ()) 
             floats.append((macs, node.name or f"<{node.op_type}>", node.op_type, owner))
             if depth and macs:
                 holders[owner] = holders.get(owner, 0) + macs
+    return share_record(requested, count, floats, holders)
+
+
+def share_record(requested: str, count: dict[str, dict[str, int]], floats: list[tuple[int, str, str, str]],
+                 holders: dict[str, int], counted_in: str | None = None) -> dict[str, Any]:
+    """The precision-share record every backend reports (``share_failure`` reads it), from its counts: ``count``
+    ``{"nodes"|"macs": {total, at_precision, kept_float, in_subgraphs, in_subgraphs_at_precision}}``, ``floats``
+    ``(macs, node, op type, subgraph owner)`` of the compute not at the precision (nor kept on purpose),
+    ``holders`` float MACs per subgraph owner. The basis is MACs, or compute nodes when there are none."""
     basis = "macs" if count["macs"]["total"] else "nodes"
     c = count[basis]
-    share = c["at_precision"] / c["total"] if c["total"] else 1.0
     eligible = c["total"] - c["kept_float"]
-    floats.sort(key=lambda f: -f[0])
+    floats = sorted(floats, key=lambda f: -f[0])
     return {
-        "requested": requested, "basis": basis, **count,
-        "share": round(share, 4),
+        "requested": requested, "basis": basis, **count, **({"counted_in": counted_in} if counted_in else {}),
+        "share": round(c["at_precision"] / c["total"], 4) if c["total"] else 1.0,
         "share_not_kept": round(c["at_precision"] / eligible, 4) if eligible else 1.0,
         "not_at_precision": [{"node": n, "op_type": op, "macs": m, **({"inside": o} if o else {})}
                              for m, n, op, o in floats[:8]],

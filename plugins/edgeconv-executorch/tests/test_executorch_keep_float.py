@@ -172,7 +172,7 @@ def test_an_int8_program_whose_weighted_ops_stayed_float_fails_its_precision_sha
     from edgeconv.plugin import share_failure
 
     none = weighted_share({"quantized": {}, "float": ["features.0 (conv2d)", "fc (linear)"]}, [], [])
-    assert none["share"] == 0.0 and none["not_at_precision"][0] == {"node": "features.0", "op_type": "conv2d"}
+    assert none["share"] == 0.0 and none["not_at_precision"][0] == {"node": "features.0", "op_type": "conv2d", "macs": 0}
     assert "0 of 2 compute nodes are int8" in share_failure(none)
     kept = weighted_share({"quantized": {"linear": 1}, "float": ["conv2 (conv2d)", "conv1 (conv2d)"]}, ["conv2"],
                           ["relu1 (relu)", "conv1 (conv2d)"])

@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from edgeconv.plugin import BadInput, Model, ToolchainFailed, brief, keep_float_option, share_failure, to_debug_log
+from edgeconv.plugin import BadInput, Model, ToolchainFailed, brief, keep_float_option, share_failure, share_record, to_debug_log
 
 from . import capture
 
@@ -117,15 +117,11 @@ def weighted_share(census: dict[str, Any], kept_modules: list[str], producers: l
     on_purpose = {m for m in kept_modules} | {p.rsplit(" (", 1)[0] for p in producers}
     kept = [f for f in floats if f.rsplit(" (", 1)[0] in on_purpose]
     at = sum(census["quantized"].values())
-    total = at + len(floats)
-    not_kept = total - len(kept)
-    nodes = {"total": total, "at_precision": at, "kept_float": len(kept), "in_subgraphs": 0,
+    nodes = {"total": at + len(floats), "at_precision": at, "kept_float": len(kept), "in_subgraphs": 0,
              "in_subgraphs_at_precision": 0}
-    return {"requested": "int8", "basis": "nodes", "counted_in": "the quantized ExportedProgram (PT2E), weighted ops",
-            "nodes": nodes, "share": round(at / total, 4) if total else 1.0,
-            "share_not_kept": round(at / not_kept, 4) if not_kept else 1.0,
-            "not_at_precision": [{"node": f.rsplit(" (", 1)[0], "op_type": f.rsplit(" (", 1)[-1].rstrip(")")}
-                                 for f in floats if f not in kept]}
+    count = {"nodes": nodes, "macs": dict.fromkeys(nodes, 0)}  # no MAC count here: the basis is the operators
+    rest = [(0, f.rsplit(" (", 1)[0], f.rsplit(" (", 1)[-1].rstrip(")"), "") for f in floats if f not in kept]
+    return share_record("int8", count, rest, {}, counted_in="the quantized ExportedProgram (PT2E), weighted ops")
 
 
 def _float16_class() -> Any:

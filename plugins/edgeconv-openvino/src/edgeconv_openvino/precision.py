@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgeconv.plugin import share_record
+
 COMPUTE = {"Convolution": "conv", "GroupConvolution": "gconv", "ConvolutionBackpropData": "convT",
            "GroupConvolutionBackpropData": "gconvT", "MatMul": "matmul", "DeformableConvolution": "conv"}
 _NOT_COMPUTE = {"Constant", "Parameter", "Result", "Convert", "Reshape", "Transpose", "Squeeze", "Unsqueeze",
@@ -154,18 +156,7 @@ def ir_share(ov_model: Any, requested: str, kept_float: set[str] | frozenset[str
             floats.append((macs, name, op.get_type_name(), owner))
             if depth and macs:
                 holders[owner] = holders.get(owner, 0) + macs
-    basis = "macs" if count["macs"]["total"] else "nodes"
-    c = count[basis]
-    eligible = c["total"] - c["kept_float"]
-    floats.sort(key=lambda f: -f[0])
-    return {
-        "requested": requested, "basis": basis, **count, "counted_in": "OpenVINO IR",
-        "share": round(c["at_precision"] / c["total"], 4) if c["total"] else 1.0,
-        "share_not_kept": round(c["at_precision"] / eligible, 4) if eligible else 1.0,
-        "not_at_precision": [{"node": n, "op_type": t, "macs": m, **({"inside": o} if o else {})}
-                             for m, n, t, o in floats[:8]],
-        "float_subgraph_holders": dict(sorted(holders.items(), key=lambda kv: -kv[1])),
-    }
+    return share_record(requested, count, floats, holders, counted_in="OpenVINO IR")
 
 
 def has_subgraphs(ov_model: Any) -> list[str]:

@@ -12,6 +12,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from edgeconv.plugin import share_record
+
 SIGNATURE = "serving_default"
 NODE_MAP_SUFFIX = ".onnx_nodes.json"  # beside the .tflite: which ONNX node each op computes (export.py)
 
@@ -261,18 +263,7 @@ def precision_share(source: str | Path | bytes, requested: str, kept_tensors: se
             floats.append((macs, name or f"op {op['index']}", op["op"], owner))
             if inside and macs:
                 holders[owner] = holders.get(owner, 0) + macs
-    basis = "macs" if count["macs"]["total"] else "nodes"
-    c = count[basis]
-    eligible = c["total"] - c["kept_float"]
-    floats.sort(key=lambda f: -f[0])
-    return {
-        "requested": requested, "basis": basis, **count, "counted_in": ".tflite flatbuffer",
-        "share": round(c["at_precision"] / c["total"], 4) if c["total"] else 1.0,
-        "share_not_kept": round(c["at_precision"] / eligible, 4) if eligible else 1.0,
-        "not_at_precision": [{"node": n, "op_type": t, "macs": m, **({"inside": o} if o else {})}
-                             for m, n, t, o in floats[:8]],
-        "float_subgraph_holders": dict(sorted(holders.items(), key=lambda kv: -kv[1])),
-    }
+    return share_record(requested, count, floats, holders, counted_in=".tflite flatbuffer")
 
 
 def onnx_nodes_of(ops: list[dict[str, Any]], layer_nodes: dict[str, str], output_nodes: dict[tuple[int, int], str]
